@@ -1,0 +1,1 @@
+"""Run the nightly-ingest pipeline locally and drive it from the command line."""
