@@ -1,4 +1,4 @@
-"""The `ingest` command: generate a nightly batch, run it on the local AWS, or serve the local AWS."""
+"""The `ingest` command: generate a batch, run it on the local AWS, or serve the local AWS."""
 
 from __future__ import annotations
 

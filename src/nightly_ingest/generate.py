@@ -28,6 +28,8 @@ class BatchCounts:
 
     messages: int
     bad: int
+    bad_lines: list[int]
+    """Line numbers (from 1, blank lines included) of the malformed messages."""
 
 
 def generate_batch(out: IO[bytes], *, messages: int, seed: int, bad_share: float) -> BatchCounts:
@@ -38,19 +40,22 @@ def generate_batch(out: IO[bytes], *, messages: int, seed: int, bad_share: float
     CRLF line endings are mixed in because upstream exporters produce both.
     """
     rng = random.Random(seed)
-    bad = 0
+    bad_lines: list[int] = []
+    line_number = 0
     for number in range(messages):
         moment = BATCH_DAY + timedelta(milliseconds=number * 800 + rng.randrange(800))
         if rng.random() < bad_share:
             line = _malformed_message(rng, number, moment)
-            bad += 1
+            bad_lines.append(line_number + 1)
         else:
             line = _encode(_valid_event(rng, number, moment))
         ending = b"\r\n" if rng.random() < 0.02 else b"\n"
         out.write(line + ending)
+        line_number += 1
         if rng.random() < 0.005:
             out.write(b"\n")
-    return BatchCounts(messages=messages, bad=bad)
+            line_number += 1
+    return BatchCounts(messages=messages, bad=len(bad_lines), bad_lines=bad_lines)
 
 
 def _valid_event(rng: random.Random, number: int, moment: datetime) -> dict[str, Any]:
