@@ -1,0 +1,198 @@
+"""The emulator server: moto and the local Lambda service behind one endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from werkzeug.wrappers import Request, Response
+
+from . import exceptions
+from .lambda_service import INVOKE_PATH, LambdaService
+from .provision import provision
+from .template import DEFAULT_STACK_NAME, resolve_stack
+
+LOG = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+STATS_PATH = "/_local/lambda/stats"
+
+
+class Dispatcher:
+    """WSGI app that sends Lambda invocations and stats to the Lambda service, the rest to moto.
+
+    The server binds before the template is resolved, because queue URLs contain the port, so
+    the services are attached afterwards. Until then every request gets 503.
+    """
+
+    def __init__(self) -> None:
+        self._lambda_service: LambdaService | None = None
+        self._moto_app: Callable[..., Iterable[bytes]] | None = None
+
+    def attach(
+        self, lambda_service: LambdaService, moto_app: Callable[..., Iterable[bytes]]
+    ) -> None:
+        self._lambda_service = lambda_service
+        self._moto_app = moto_app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if self._lambda_service is None or self._moto_app is None:
+            response = Response("The emulator is starting.", status=503)
+            return response(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        match = INVOKE_PATH.match(path)
+        if method == "POST" and match is not None:
+            response = self._invoke(self._lambda_service, match["function"], Request(environ))
+            return response(environ, start_response)
+        if method == "GET" and path == STATS_PATH:
+            body = json.dumps(self._lambda_service.stats())
+            return Response(body, content_type="application/json")(environ, start_response)
+        return self._moto_app(environ, start_response)
+
+    @staticmethod
+    def _invoke(lambda_service: LambdaService, function_ref: str, request: Request) -> Response:
+        result = lambda_service.invoke(
+            function_ref,
+            request.get_data(),
+            qualifier=request.args.get("Qualifier"),
+            invocation_type=request.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+            log_type=request.headers.get("X-Amz-Log-Type", "None"),
+        )
+        return Response(
+            result.body,
+            status=result.status,
+            headers=result.headers,
+            content_type="application/json",
+        )
+
+
+@dataclass
+class ServerOptions:
+    template_path: Path
+    log_dir: Path
+    parameter_overrides: Mapping[str, str]
+    port: int = 0
+    stack_name: str = DEFAULT_STACK_NAME
+    stop_on_stdin_eof: bool = False
+
+
+def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
+    """Start the server, provision the template, report on ``ready_stream`` and serve until stopped.
+
+    The report is one JSON line: ``{"status": "ready", "endpoint", "pid", "log_dir",
+    "server_log", "resources", "outputs"}``, or ``{"status": "error", "error_type", "message",
+    "server_log"}`` when start-up fails. SIGTERM, SIGINT or, with ``stop_on_stdin_eof``, the
+    end of standard input stop the server and every environment process. Returns the exit code.
+    """
+    # moto is imported here, not at module level, because it takes seconds to import.
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    server_log = options.log_dir / "server.log"
+    stop_requested = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop_requested.set())
+
+    dispatcher = Dispatcher()
+    try:
+        server = make_server(
+            HOST, options.port, dispatcher, threaded=True, request_handler=MotoRequestHandler
+        )
+        endpoint = f"http://{HOST}:{server.server_address[1]}"
+        # moto's Step Functions interpreter builds its clients against localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(server.server_address[1])
+        moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+        stack = resolve_stack(
+            options.template_path,
+            options.parameter_overrides,
+            stack_name=options.stack_name,
+            endpoint=endpoint,
+        )
+    except (OSError, exceptions.LocalAWSError) as exc:
+        LOG.error("The emulator server did not start: %s: %s", type(exc).__name__, exc)
+        _report_error(ready_stream, exc, server_log)
+        return 1
+    context = stack.context
+    lambda_service = LambdaService(
+        options.log_dir, endpoint, context.region, context.account_id, context.partition
+    )
+    dispatcher.attach(lambda_service, DomainDispatcherApplication(create_backend_app))
+
+    serve_thread = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    serve_thread.start()
+    LOG.info("Serving on %s", endpoint)
+    try:
+        provision(stack, endpoint, lambda_service)
+    except exceptions.LocalAWSError as exc:
+        LOG.error("Provisioning failed: %s: %s", type(exc).__name__, exc)
+        _report_error(ready_stream, exc, server_log)
+        _shut_down(server, lambda_service)
+        return 1
+    _report(
+        ready_stream,
+        {
+            "status": "ready",
+            "endpoint": endpoint,
+            "pid": os.getpid(),
+            "log_dir": str(options.log_dir),
+            "server_log": str(server_log),
+            "resources": {lid: res.summary() for lid, res in stack.resources.items()},
+            "outputs": stack.outputs,
+        },
+    )
+    if options.stop_on_stdin_eof:
+        threading.Thread(
+            target=_stop_on_stdin_eof, args=(stop_requested,), name="stdin-eof", daemon=True
+        ).start()
+    # A timed wait, so that the signal handlers get to run on the main thread.
+    while not stop_requested.wait(1.0):
+        pass
+    LOG.info("Stopping")
+    _shut_down(server, lambda_service)
+    LOG.info("Stopped")
+    return 0
+
+
+def _report(stream: IO[str], document: dict[str, Any]) -> None:
+    stream.write(json.dumps(document) + "\n")
+    stream.flush()
+
+
+def _report_error(stream: IO[str], exc: Exception, server_log: Path) -> None:
+    document = {
+        "status": "error",
+        "error_type": type(exc).__name__,
+        "message": str(exc),
+        "server_log": str(server_log),
+    }
+    _report(stream, document)
+
+
+def _stop_on_stdin_eof(stop_requested: threading.Event) -> None:
+    """Request a stop when standard input ends, which happens when the starting process dies."""
+    while sys.stdin.buffer.read1(4096):
+        pass
+    LOG.info("Standard input closed")
+    stop_requested.set()
+
+
+def _shut_down(server: Any, lambda_service: LambdaService) -> None:
+    lambda_service.stop()
+    server.shutdown()
+    server.server_close()
