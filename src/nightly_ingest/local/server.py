@@ -91,7 +91,8 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     """Start the server, provision the template, report on ``ready_stream`` and serve until stopped.
 
     The report is one JSON line: ``{"status": "ready", "endpoint", "pid", "log_dir",
-    "server_log", "resources", "outputs"}``, or ``{"status": "error", "error_type", "message",
+    "server_log", "resources", "resource_details", "outputs"}``, where ``resources`` maps each
+    logical id to what Ref returns and ``resource_details`` adds the type and attributes, or ``{"status": "error", "error_type", "message",
     "server_log"}`` when start-up fails. SIGTERM, SIGINT or, with ``stop_on_stdin_eof``, the
     end of standard input stop the server and every environment process. Returns the exit code.
     """
@@ -152,7 +153,8 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
             "pid": os.getpid(),
             "log_dir": str(options.log_dir),
             "server_log": str(server_log),
-            "resources": {lid: res.summary() for lid, res in stack.resources.items()},
+            "resources": {lid: res.physical_id for lid, res in stack.resources.items()},
+            "resource_details": {lid: res.summary() for lid, res in stack.resources.items()},
             "outputs": stack.outputs,
         },
     )
