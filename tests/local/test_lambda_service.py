@@ -147,7 +147,9 @@ def test_invoke_process_exit_reports_exit_error_and_replaces_environment(local_a
     assert kill_response["FunctionError"] == "Unhandled"
     assert kill_payload == {
         "errorType": "Runtime.ExitError",
-        "errorMessage": f"RequestId: {kill_request} Error: Runtime exited with error: signal: killed",
+        "errorMessage": (
+            f"RequestId: {kill_request} Error: Runtime exited with error: signal: killed"
+        ),
     }
     stats = _function_stats(local_aws, "ExitFunction")
     environments = stats["environments"]

@@ -335,7 +335,9 @@ def test_resolve_stack_project_template_names_every_resource():
         "BatchBucketName": "nightly-ingest-batchbucket-zwpordseecvo",
         "IngestTableName": "nightly-ingest-IngestTable-X5VAUUJW7TI7",
         "LedgerTableName": "nightly-ingest-LedgerTable-SX4WLMNWT3OJ",
-        "DeadLetterQueueUrl": f"{ENDPOINT}/123456789012/nightly-ingest-DeadLetterQueue-MGI7BO4GM7KP",
+        "DeadLetterQueueUrl": (
+            f"{ENDPOINT}/123456789012/nightly-ingest-DeadLetterQueue-MGI7BO4GM7KP"
+        ),
         "StateMachineArn": (
             "arn:aws:states:us-east-1:123456789012:stateMachine:nightly-ingest-ingest"
         ),

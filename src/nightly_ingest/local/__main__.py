@@ -87,4 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything the server started is stopped by now. Skipping interpreter finalisation
+    # saves about a second, which moto's modules take to tear down.
+    os._exit(exit_code)

@@ -299,9 +299,9 @@ class Environment:
         self.state = "stopped"
         self.exit_reason = reason
 
-    def stop(self, grace_seconds: float) -> None:
-        """Stop the process: EOF on its channel when idle, SIGKILL when busy or too slow."""
-        if self._process is None:
+    def begin_stop(self) -> None:
+        """Ask the process to exit: EOF on its channel when idle, SIGKILL when busy."""
+        if not self.alive or self._process is None:
             self.state = "stopped"
             return
         if self.state == "busy":
@@ -310,8 +310,13 @@ class Environment:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def finish_stop(self, deadline: float) -> None:
+        """Wait for the process until ``deadline`` (time.monotonic()), then kill it."""
+        if not self.alive or self._process is None:
+            return
         try:
-            self._process.wait(timeout=grace_seconds)
+            self._process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self._process.kill()
         self._reap("service stopped")
@@ -389,12 +394,11 @@ class _FunctionPool:
                 "environments": [env.stats() for env in self.environments],
             }
 
-    def stop(self, grace_seconds: float) -> None:
+    def take_all(self) -> list[Environment]:
+        """Return every environment and leave none idle, so that none is reused."""
         with self._lock:
-            environments = list(self.environments)
             self._idle.clear()
-        for environment in environments:
-            environment.stop(grace_seconds)
+            return list(self.environments)
 
 
 class LambdaService:
@@ -556,5 +560,10 @@ class LambdaService:
     def stop(self, grace_seconds: float = 2.0) -> None:
         """Stop every environment process and reject invocations from now on."""
         self._stopping = True
-        for pool in self._pools.values():
-            pool.stop(grace_seconds)
+        environments = [env for pool in self._pools.values() for env in pool.take_all()]
+        # All processes are asked first and awaited after, so that they exit in parallel.
+        for environment in environments:
+            environment.begin_stop()
+        deadline = time.monotonic() + grace_seconds
+        for environment in environments:
+            environment.finish_stop(deadline)

@@ -215,7 +215,9 @@ class LocalAWS:
             )
         # An empty proxy map keeps HTTP(S)_PROXY from routing requests away from 127.0.0.1.
         config = Config(proxies={}).merge(kwargs.pop("config", None) or Config())
-        return self._session.client(service, endpoint_url=self.endpoint, config=config, **kwargs)
+        return self._session.client(  # type: ignore[call-overload]
+            service, endpoint_url=self.endpoint, config=config, **kwargs
+        )
 
     def lambda_stats(self) -> dict[str, Any]:
         """Return the Lambda service's counters: ``{"functions": {name: {...}}}``.

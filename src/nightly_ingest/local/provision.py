@@ -1,4 +1,4 @@
-"""Create a resolved stack's resources in moto and register its functions with the Lambda service."""
+"""Create a resolved stack's resources in moto and register its functions for local Lambda."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,11 +40,13 @@ def provision(stack: Stack, endpoint: str, lambda_service: LambdaService) -> Non
     )
     # An empty proxy map keeps HTTP(S)_PROXY from routing requests away from 127.0.0.1.
     config = Config(proxies={}, retries={"max_attempts": 1})
-    clients: dict[str, BaseClient] = {}
+    clients: dict[str, Any] = {}
 
-    def client(service: str) -> BaseClient:
+    def client(service: str) -> Any:
         if service not in clients:
-            clients[service] = session.client(service, endpoint_url=endpoint, config=config)
+            clients[service] = session.client(  # type: ignore[call-overload]
+                service, endpoint_url=endpoint, config=config
+            )
         return clients[service]
 
     creators: list[tuple[str, Callable[[StackResource], None]]] = [
@@ -67,14 +68,15 @@ def provision(stack: Stack, endpoint: str, lambda_service: LambdaService) -> Non
                 create(resource)
             except (ClientError, BotoCoreError) as exc:
                 raise ProvisionError(
-                    f"Creating {resource.logical_id} ({resource.type}) in the emulator failed: {exc}"
+                    f"Creating {resource.logical_id} ({resource.type}) in the emulator "
+                    f"failed: {exc}"
                 ) from exc
             LOG.info(
                 "Created %s (%s) as %s", resource.logical_id, resource.type, resource.physical_id
             )
 
 
-def _create_bucket(s3: BaseClient, resource: StackResource, region: str) -> None:
+def _create_bucket(s3: Any, resource: StackResource, region: str) -> None:
     name = resource.physical_id
     if region == "us-east-1":
         s3.create_bucket(Bucket=name)
@@ -90,7 +92,7 @@ def _create_bucket(s3: BaseClient, resource: StackResource, region: str) -> None
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tag_list(properties["Tags"])})
 
 
-def _create_table(dynamodb: BaseClient, resource: StackResource) -> None:
+def _create_table(dynamodb: Any, resource: StackResource) -> None:
     properties = resource.properties
     request: dict[str, Any] = {
         "TableName": resource.physical_id,
@@ -126,7 +128,7 @@ def _create_table(dynamodb: BaseClient, resource: StackResource) -> None:
         )
 
 
-def _create_queue(sqs: BaseClient, resource: StackResource) -> None:
+def _create_queue(sqs: Any, resource: StackResource) -> None:
     attributes: dict[str, str] = {}
     for name, value in resource.properties.items():
         if name not in QUEUE_ATTRIBUTE_PROPERTIES:
@@ -255,8 +257,8 @@ def render_definition(stack: Stack, resource: StackResource) -> str:
         uri = properties["DefinitionUri"]
         if not isinstance(uri, str):
             raise TemplateUnsupportedError(
-                f"State machine {logical_id} has a DefinitionUri that is not a local path: {uri!r}. "
-                "The local AWS cannot fetch a definition from S3."
+                f"State machine {logical_id} has a DefinitionUri that is not a local path: "
+                f"{uri!r}. The local AWS cannot fetch a definition from S3."
             )
         path = stack.template_dir / uri
         try:
@@ -290,7 +292,7 @@ def render_definition(stack: Stack, resource: StackResource) -> str:
     return definition
 
 
-def _create_state_machine(stepfunctions: BaseClient, stack: Stack, resource: StackResource) -> None:
+def _create_state_machine(stepfunctions: Any, stack: Stack, resource: StackResource) -> None:
     properties = resource.properties
     stepfunctions.create_state_machine(
         name=resource.identity["Name"],

@@ -17,7 +17,7 @@ environment is an OS process, so the local default is kept small.
 
 @dataclass(frozen=True)
 class StackContext:
-    """Pseudo-parameter values and the emulator endpoint that physical names and ARNs derive from."""
+    """Pseudo-parameter values and the emulator endpoint, from which names and ARNs derive."""
 
     stack_name: str
     region: str
@@ -67,7 +67,7 @@ def physical_name(
 
 
 def role_arn(context: StackContext, logical_id: str) -> str:
-    """Return the ARN of the execution role that SAM would create for a function or state machine."""
+    """Return the ARN of the role that SAM would create for a function or state machine."""
     digest = hashlib.sha256(f"{context.stack_name}/{logical_id}Role".encode()).digest()
     suffix = base64.b32encode(digest).decode("ascii")[:12]
     name = f"{context.stack_name}-{logical_id}Role-{suffix}"[:64]

@@ -103,7 +103,10 @@ def install_counters(counters: _Counters) -> None:
 
 
 def load_handler(handler: str) -> Callable[[Any, LambdaContext], Any]:
-    """Import the handler's module and return the function. Raises _InitError as Lambda reports it."""
+    """Import the handler's module and return the function.
+
+    Raises _InitError with the error type and message that Lambda's Python runtime reports.
+    """
     module_name, _, function_name = handler.rpartition(".")
     if not module_name or not function_name:
         raise _InitError(
@@ -172,18 +175,21 @@ def invoke(
         stack_trace = _stack_trace(exc)
         print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
         print("Traceback (most recent call last):", *stack_trace, sep="\n", file=sys.stderr)
-        error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
-        return {
-            "type": "error",
-            "error": {**error, "stackTrace": stack_trace},
-            **counters.as_dict(),
+        handler_error = {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "stackTrace": stack_trace,
         }
+        return {"type": "error", "error": handler_error, **counters.as_dict()}
     try:
         payload = json.dumps(_to_json_ready(result), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        error = {"errorMessage": f"Unable to marshal response: {exc}"}
-        error |= {"errorType": "Runtime.MarshalError", "stackTrace": []}
-        return {"type": "error", "error": error, **counters.as_dict()}
+        marshal_error = {
+            "errorMessage": f"Unable to marshal response: {exc}",
+            "errorType": "Runtime.MarshalError",
+            "stackTrace": [],
+        }
+        return {"type": "error", "error": marshal_error, **counters.as_dict()}
     return {"type": "result", "payload": payload, **counters.as_dict()}
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -90,11 +91,14 @@ class ServerOptions:
 def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     """Start the server, provision the template, report on ``ready_stream`` and serve until stopped.
 
-    The report is one JSON line: ``{"status": "ready", "endpoint", "pid", "log_dir",
-    "server_log", "resources", "resource_details", "outputs"}``, where ``resources`` maps each
-    logical id to what Ref returns and ``resource_details`` adds the type and attributes, or ``{"status": "error", "error_type", "message",
-    "server_log"}`` when start-up fails. SIGTERM, SIGINT or, with ``stop_on_stdin_eof``, the
-    end of standard input stop the server and every environment process. Returns the exit code.
+    The report is one JSON line. When ready it is ``{"status": "ready", "endpoint", "pid",
+    "log_dir", "server_log", "resources", "resource_details", "outputs"}``, where
+    ``resources`` maps each logical id to what Ref returns and ``resource_details`` adds the
+    type and attributes. When start-up fails it is ``{"status": "error", "error_type",
+    "message", "server_log"}``.
+
+    SIGTERM, SIGINT or, with ``stop_on_stdin_eof``, the end of standard input stop the server
+    and every environment process. Returns the exit code.
     """
     # moto is imported here, not at module level, because it takes seconds to import.
     from moto.moto_api._internal.models import moto_api_backend
@@ -112,9 +116,15 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
 
     dispatcher = Dispatcher()
     try:
-        server = make_server(
-            HOST, options.port, dispatcher, threaded=True, request_handler=MotoRequestHandler
-        )
+        with _listen(options.port) as listener:
+            server = make_server(
+                HOST,
+                options.port,
+                dispatcher,
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listener.fileno(),
+            )
         endpoint = f"http://{HOST}:{server.server_address[1]}"
         # moto's Step Functions interpreter builds its clients against localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(server.server_address[1])
@@ -162,13 +172,31 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
         threading.Thread(
             target=_stop_on_stdin_eof, args=(stop_requested,), name="stdin-eof", daemon=True
         ).start()
-    # A timed wait, so that the signal handlers get to run on the main thread.
-    while not stop_requested.wait(1.0):
+    # A short timed wait, because the signal handlers run on the main thread only between
+    # waits.
+    while not stop_requested.wait(0.1):
         pass
     LOG.info("Stopping")
     _shut_down(server, lambda_service)
     LOG.info("Stopped")
     return 0
+
+
+def _listen(port: int) -> socket.socket:
+    """Return a socket listening on 127.0.0.1.
+
+    werkzeug binds by itself too, but on EADDRINUSE it prints and calls sys.exit, where this
+    raises OSError so that the caller gets the reason in the ready report.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, port))
+        listener.listen(socket.SOMAXCONN)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def _report(stream: IO[str], document: dict[str, Any]) -> None:
@@ -188,7 +216,7 @@ def _report_error(stream: IO[str], exc: Exception, server_log: Path) -> None:
 
 def _stop_on_stdin_eof(stop_requested: threading.Event) -> None:
     """Request a stop when standard input ends, which happens when the starting process dies."""
-    while sys.stdin.buffer.read1(4096):
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     LOG.info("Standard input closed")
     stop_requested.set()

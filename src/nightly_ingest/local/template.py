@@ -353,9 +353,10 @@ def _check_resource(logical_id: str, raw: Any) -> None:
         )
     for attribute in raw:
         if attribute not in _ACCEPTED_RESOURCE_ATTRIBUTES:
+            supported = ", ".join(sorted(_ACCEPTED_RESOURCE_ATTRIBUTES))
             raise TemplateUnsupportedError(
                 f"Resource {logical_id} has attribute {attribute}, which the local AWS does not "
-                f"support. Supported attributes: {', '.join(sorted(_ACCEPTED_RESOURCE_ATTRIBUTES))}."
+                f"support. Supported attributes: {supported}."
             )
     properties = raw.get("Properties") or {}
     if not isinstance(properties, dict):
