@@ -57,6 +57,9 @@ def load_json(text: str, line: int) -> Any:
             object_pairs_hook=_reject_duplicate_keys,
         )
     except json.JSONDecodeError as error:
+        # Some messages end in "at" and expect the position after them.
+        if error.msg.endswith(" at"):
+            raise InvalidJsonError(f"line {line}: {error.msg} column {error.colno}") from None
         raise InvalidJsonError(f"line {line}, column {error.colno}: {error.msg}") from None
     except _NonFiniteNumberError as error:
         column = _find_non_finite(text)

@@ -42,7 +42,7 @@ def check_item(item: dict[str, Any], partition_key: str, sort_key: str) -> int:
     )
     if size > MAX_ITEM_BYTES:
         raise ItemLimitError(
-            f"$: item is {size} bytes by DynamoDB's sizing rules; items hold at most "
+            f"$: item is {size} bytes by DynamoDB's sizing rules; DynamoDB allows at most "
             f"{MAX_ITEM_BYTES} bytes (400 KB)"
         )
     return size
@@ -116,8 +116,8 @@ def _check_number(number: Decimal, path: str) -> None:
     digits = len(number.as_tuple().digits)
     if digits > MAX_NUMBER_DIGITS:
         raise ItemLimitError(
-            f"{path}: number {render_value(number)} has {digits} digits; DynamoDB numbers "
-            f"hold at most {MAX_NUMBER_DIGITS}"
+            f"{path}: number {render_value(number)} has {digits} digits; DynamoDB allows at "
+            f"most {MAX_NUMBER_DIGITS}"
         )
     if not MIN_NUMBER_EXPONENT <= number.adjusted() <= MAX_NUMBER_EXPONENT:
         raise ItemLimitError(
@@ -135,7 +135,9 @@ def _check_depth(depth: int, path: str) -> None:
 
 def _name_size(name: str, parent: str) -> int:
     if not name:
-        raise ItemLimitError(f"{parent}: empty attribute name; DynamoDB names are non-empty")
+        raise ItemLimitError(
+            f"{parent}: empty attribute name; DynamoDB requires at least one character"
+        )
     size = len(_encode(name, parent))
     if size > MAX_ATTRIBUTE_NAME_BYTES:
         raise ItemLimitError(

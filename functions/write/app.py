@@ -138,14 +138,15 @@ def _write_group(group: list[StagedRecord], deadline: float) -> list[tuple[Stage
         requests = response.get("UnprocessedItems", {}).get(TABLE_NAME, [])
         if not requests:
             return []
+        attempts = f"{attempt} attempt{'' if attempt == 1 else 's'}"
         if attempt >= WRITE_MAX_ATTEMPTS:
-            cause = f"BatchWriteItem left the item unprocessed after {attempt} attempts"
+            cause = f"BatchWriteItem left the item unprocessed after {attempts}"
             break
         bound = min(WRITE_MAX_DELAY_SECONDS, WRITE_BASE_DELAY_SECONDS * 2 ** (attempt - 1))
         delay = random.uniform(0, bound)
         if time.monotonic() + delay >= deadline:
             cause = (
-                f"BatchWriteItem left the item unprocessed after {attempt} attempts, and the "
+                f"BatchWriteItem left the item unprocessed after {attempts}, and the "
                 "invocation reached its deadline before the next one"
             )
             break
