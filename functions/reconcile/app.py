@@ -23,16 +23,6 @@ logger = Logger(utc=True)
 metrics = Metrics()
 
 
-@dataclass
-class Ledger:
-    """Sums of the outcomes recorded for a run, and what could not be summed."""
-
-    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
-    slices: set[int] = field(default_factory=set)
-    failed_slices: dict[str, int] = field(default_factory=dict)
-    invalid: list[str] = field(default_factory=list)
-
-
 # Reconcile's input carries no execution ARN, so the run (the execution's name) is the
 # correlation id.
 @logger.inject_lambda_context(correlation_id_path="run", clear_state=True)
@@ -56,6 +46,16 @@ def handler(event: ReconcileInput, context: LambdaContext) -> ReconcileOutput:
         "dead_lettered": totals["dead_lettered"],
         "duplicates": totals["duplicates"],
     }
+
+
+@dataclass
+class Ledger:
+    """Sums of the outcomes recorded for a run, and what could not be summed."""
+
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    slices: set[int] = field(default_factory=set)
+    failed_slices: dict[str, int] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
 
 
 def find_differences(ledger: Ledger, slices: int, messages: int) -> list[str]:
