@@ -55,7 +55,7 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_invoke_echo_gets_context_environment_and_layer(local_aws, lambda_client):
+def test_invoke_echo_sees_context_and_environment(local_aws, lambda_client):
     name = local_aws.resources["EchoFunction"]
 
     response, payload = _invoke(lambda_client, name, {"value": 1})
@@ -86,7 +86,7 @@ def test_invoke_echo_gets_context_environment_and_layer(local_aws, lambda_client
     }
 
 
-def test_invoke_handler_exception_returns_unhandled_error(local_aws):
+def test_invoke_handler_exception_is_unhandled(local_aws):
     handler_file = local_aws.template_path.parent / "handlers" / "app.py"
     raise_line = "raise SliceRejectedError(f\"slice {event.get('slice')} is rejected\")"
     line_number = handler_file.read_text().splitlines().index(f"    {raise_line}") + 1
@@ -105,7 +105,7 @@ def test_invoke_handler_exception_returns_unhandled_error(local_aws):
     }
 
 
-def test_invoke_timeout_kills_environment_and_replaces_it(local_aws, lambda_client):
+def test_invoke_timeout_replaces_environment(local_aws, lambda_client):
     name = local_aws.resources["SleepFunction"]
 
     response, payload = _invoke(lambda_client, name, {"seconds": 5})
@@ -128,7 +128,7 @@ def test_invoke_timeout_kills_environment_and_replaces_it(local_aws, lambda_clie
     assert stats["errors"] == {"Sandbox.Timedout": 1}
 
 
-def test_invoke_process_exit_reports_exit_error_and_replaces_environment(local_aws, lambda_client):
+def test_invoke_process_exit_replaces_environment(local_aws, lambda_client):
     name = local_aws.resources["ExitFunction"]
 
     exit_response, exit_payload = _invoke(lambda_client, name, {"status": 3})
@@ -196,7 +196,7 @@ def test_invoke_beyond_concurrency_limit_is_throttled(local_aws, lambda_client):
     assert stats["environments_started"] == 1
 
 
-def test_invoke_warm_environment_reuses_module_and_client(local_aws, lambda_client):
+def test_invoke_warm_environment_imports_once(local_aws, lambda_client):
     name = local_aws.resources["CountedFunction"]
 
     payloads = [_invoke(lambda_client, name, {})[1] for _ in range(3)]
@@ -209,12 +209,12 @@ def test_invoke_warm_environment_reuses_module_and_client(local_aws, lambda_clie
     assert environment["invocations"] == 3
     assert environment["state"] == "idle"
     assert environment["clients_created"] == 1
-    # werkzeug 3.1 answers every request with "Connection: close", so each call connects anew.
+    # werkzeug 3.1 closes the connection after every response, so each call connects anew.
     assert environment["connections_opened"] == 3
     assert 0 < environment["init_seconds"] < environment["cold_start_seconds"]
 
 
-def test_invoke_missing_module_reports_import_error(local_aws, lambda_client):
+def test_invoke_missing_module_fails_import(local_aws, lambda_client):
     name = local_aws.resources["MissingModuleFunction"]
 
     response, payload = _invoke(lambda_client, name, {})
@@ -230,7 +230,7 @@ def test_invoke_missing_module_reports_import_error(local_aws, lambda_client):
     assert stats["environments"][0]["exit_reason"] == "init error Runtime.ImportModuleError"
 
 
-def test_invoke_unknown_function_returns_not_found(local_aws):
+def test_invoke_unknown_function_not_found(local_aws):
     status, headers, body = _raw_invoke(local_aws.endpoint, "no-such-function", {})
 
     assert status == 404
@@ -243,7 +243,7 @@ def test_invoke_unknown_function_returns_not_found(local_aws):
     }
 
 
-def test_invoke_by_arn_with_other_qualifier_returns_not_found(local_aws):
+def test_invoke_unknown_qualifier_not_found(local_aws):
     arn = local_aws.resource_details["EchoFunction"]["Arn"]
 
     status, headers, body = _raw_invoke(local_aws.endpoint, f"{arn}:live", {})

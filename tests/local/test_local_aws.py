@@ -47,7 +47,7 @@ def _environment_pids(aws: LocalAWS) -> list[int]:
     return [env["pid"] for function in functions for env in function["environments"]]
 
 
-def test_local_aws_state_machine_runs_handlers_through_step_functions(local_aws):
+def test_local_aws_step_functions_runs_handlers(local_aws):
     execution_arn = local_aws.start_execution({"value": 7})
 
     description = local_aws.wait_for_execution(execution_arn, **WAIT)
@@ -64,7 +64,7 @@ def test_local_aws_state_machine_runs_handlers_through_step_functions(local_aws)
     assert len(cause["stackTrace"]) == 1
 
 
-def test_local_aws_start_execution_without_name_uses_unique_names(local_aws):
+def test_start_execution_names_are_unique(local_aws):
     arns = [local_aws.start_execution({"value": index}) for index in range(2)]
 
     statuses = [local_aws.wait_for_execution(arn, **WAIT)["status"] for arn in arns]
@@ -118,7 +118,7 @@ def test_local_aws_port_in_use_raises_start_error(tmp_path):
     assert aws.pid is None
 
 
-def test_local_aws_unsupported_template_raises_template_error(tmp_path):
+def test_local_aws_unsupported_template_raises(tmp_path):
     template = Path(tmp_path / "template.yaml")
     template.write_text("Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n", encoding="utf-8")
     aws = LocalAWS(template, tmp_path / "logs")

@@ -17,7 +17,7 @@ PROJECT_DIR = PROJECT_TEMPLATE.parent
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:nightly-ingest-{}"
 
 
-def test_render_definition_project_template_substitutes_every_variable():
+def test_render_definition_substitutes_every_variable():
     stack = resolve_stack(PROJECT_TEMPLATE, endpoint=ENDPOINT)
 
     text = render_definition(stack, stack.resources["IngestStateMachine"])

@@ -55,7 +55,7 @@ def test_load_template_short_tags_become_long_forms(write_template):
     }
 
 
-def test_resolve_stack_intrinsics_parameters_and_globals_resolve(write_template):
+def test_resolve_stack_intrinsics_and_globals_resolve(write_template):
     path = write_template(
         """
         Transform: AWS::Serverless-2016-10-31
@@ -311,7 +311,7 @@ def test_resolve_stack_unknown_ref_raises(write_template):
     )
 
 
-def test_resolve_stack_project_template_names_every_resource():
+def test_resolve_stack_project_template_names():
     stack = resolve_stack(PROJECT_TEMPLATE, endpoint=ENDPOINT)
 
     assert {lid: res.physical_id for lid, res in stack.resources.items()} == {
@@ -344,7 +344,7 @@ def test_resolve_stack_project_template_names_every_resource():
     }
 
 
-def test_resolve_stack_project_template_parameter_override_reaches_functions():
+def test_resolve_stack_override_reaches_functions():
     stack = resolve_stack(PROJECT_TEMPLATE, {"MaxConcurrency": "2", "SliceSize": "100"})
 
     write = stack.resources["WriteFunction"].properties

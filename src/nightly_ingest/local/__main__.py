@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     options.log_dir.mkdir(parents=True, exist_ok=True)
     # The ready line goes to the original stdout. Everything else, including the state-machine
     # trees that moto's interpreter prints on every failure, goes to the log, so a caller that
-    # reads only the first line can never block the server on a full pipe.
+    # reads only the first line does not block the server on a full pipe.
     ready_stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     log_fd = os.open(options.log_dir / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()

@@ -1,6 +1,6 @@
 """Local Lambda service: runs each function's handler in execution environment processes.
 
-It answers the Invoke API (``POST /2015-03-31/functions/{name}/invocations``) in Lambda's wire
+It serves the Invoke API (``POST /2015-03-31/functions/{name}/invocations``) in Lambda's wire
 format, so that moto's Step Functions interpreter and any boto3 client can call it.
 
 Environments start on demand, one OS process each, up to the function's concurrency limit, and
@@ -170,6 +170,7 @@ class Environment:
         return str(reply["payload"])
 
     def _start(self, request_id: str) -> None:
+        """Start the runtime process and wait until it has imported the handler."""
         parent_socket, child_socket = socket.socketpair()
         self._connection = Connection(parent_socket.detach())
         child_fd = child_socket.fileno()
@@ -186,20 +187,26 @@ class Environment:
         ]
         for layer_dir in self.function.layer_dirs:
             command += ["--layer-dir", str(layer_dir)]
+
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(
-                command,
-                cwd=self.function.code_dir,
-                env=self._environment_variables(),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(child_fd,),
-            )
-        child_socket.close()
+        try:
+            with open(self.log_path, "ab") as log_file:
+                self._process = subprocess.Popen(
+                    command,
+                    cwd=self.function.code_dir,
+                    env=self._environment_variables(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(child_fd,),
+                )
+        finally:
+            # The child has its own copy now. Keeping this one open would hide the child's
+            # exit, because the channel would never reach EOF.
+            child_socket.close()
         LOG.info("Started environment %s of %s (pid %s)", self.number, self.function.name, self.pid)
+
         init_timeout = max(MIN_INIT_TIMEOUT_SECONDS, self.function.timeout_seconds)
         reply = self._receive(request_id, init_timeout)
         if reply["type"] == "init_error":
@@ -457,7 +464,7 @@ class LambdaService:
         invocation_type: str = "RequestResponse",
         log_type: str = "None",
     ) -> LambdaResponse:
-        """Answer one Invoke API call as Lambda does, in Lambda's wire format."""
+        """Run one Invoke API call as Lambda does and return Lambda's wire-format response."""
         request_id = str(uuid.uuid4())
         pool, invoked_arn = self._find(function_ref, qualifier)
         if pool is None:

@@ -98,7 +98,9 @@ class LocalAWS:
         return self._process.pid if self._process else None
 
     def __enter__(self) -> LocalAWS:
-        return self.start()
+        # Entering an instance that start() already started keeps it, so that
+        # ``with LocalAWS(...).start() as aws:`` works too.
+        return self if self._process is not None else self.start()
 
     def __exit__(
         self,
@@ -270,7 +272,8 @@ class LocalAWS:
         ]
         if len(arns) != 1:
             raise exceptions.LocalAWSError(
-                f"The template has {len(arns)} state machines; pass state_machine_arn."
+                f"The template has {len(arns)} state machines. "
+                "Pass state_machine_arn to choose one."
             )
         return arns[0]
 

@@ -28,7 +28,7 @@ class StackContext:
 
 @dataclass(frozen=True)
 class ResourceType:
-    """What the local AWS does with one CloudFormation or SAM resource type.
+    """Local handling of one CloudFormation or SAM resource type.
 
     ``applied_properties`` are properties with a local effect and ``inert_properties`` are
     accepted without one. Any other property is rejected. When ``validated`` is false, the

@@ -62,7 +62,7 @@ class StackResource:
     type: str
     properties: dict[str, Any]
     identity: dict[str, str]
-    """What ``Ref`` (key ``"Ref"``) and ``Fn::GetAtt`` (attribute names) return."""
+    """Values of ``Ref`` (under the key ``"Ref"``) and of ``Fn::GetAtt`` (under attribute names)."""
 
     @property
     def physical_id(self) -> str:
