@@ -22,7 +22,8 @@ MAX_NUMBER_DIGITS = 38
 # magnitudes from 1E-130 to 9.9999999999999999999999999999999999999E+125.
 MIN_NUMBER_EXPONENT = -130
 MAX_NUMBER_EXPONENT = 125
-# Overhead of a map or list, and of each of its elements.
+# Overhead of a map or list, as documented, and of each of its elements. The per-element byte
+# is an estimate beyond the documented formula that errs on the large side.
 _CONTAINER_BYTES = 3
 _ELEMENT_BYTES = 1
 
