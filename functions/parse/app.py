@@ -14,6 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from decoding import decode_line, load_json
+from item_limits import check_item
+
 from ingest_common.clients import create_client, raise_transient
 from ingest_common.contract import (
     BatchObject,
@@ -27,7 +29,6 @@ from ingest_common.deadletter import DeadLetter, DeadLetterOrigin, DeadLetterQue
 from ingest_common.errors import BatchChangedError, InvalidMessageError, ItemLimitError
 from ingest_common.lines import is_blank, iter_lines, strip_bom, strip_line_ending
 from ingest_common.validation import validate_event
-from item_limits import check_item
 
 BATCH_BUCKET = os.environ["BATCH_BUCKET"]
 DEAD_LETTER_QUEUE_URL = os.environ["DEAD_LETTER_QUEUE_URL"]

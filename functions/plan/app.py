@@ -7,6 +7,7 @@ from contextlib import closing
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ingest_common.clients import create_client, raise_transient
 from ingest_common.contract import PlanInput, PlanOutput, Slice
 from ingest_common.lines import BLANK_BYTES, strip_bom
@@ -19,8 +20,7 @@ logger = Logger(utc=True)
 metrics = Metrics()
 
 
-# Plan's input carries no execution ARN, so the run (the execution's name) is the correlation id.
-@logger.inject_lambda_context(correlation_id_path="run", clear_state=True)
+@logger.inject_lambda_context(correlation_id_path="execution", clear_state=True)
 @metrics.log_metrics
 def handler(event: PlanInput, context: LambdaContext) -> PlanOutput:
     run, bucket, key, slice_size = event["run"], event["bucket"], event["key"], event["slice_size"]

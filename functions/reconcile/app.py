@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ingest_common.clients import create_client, raise_transient
 from ingest_common.contract import ReconcileInput, ReconcileOutput
 from ingest_common.errors import ReconciliationError
@@ -23,9 +24,7 @@ logger = Logger(utc=True)
 metrics = Metrics()
 
 
-# Reconcile's input carries no execution ARN, so the run (the execution's name) is the
-# correlation id.
-@logger.inject_lambda_context(correlation_id_path="run", clear_state=True)
+@logger.inject_lambda_context(correlation_id_path="execution", clear_state=True)
 @metrics.log_metrics
 def handler(event: ReconcileInput, context: LambdaContext) -> ReconcileOutput:
     run, slices, messages = event["run"], event["slices"], event["messages"]

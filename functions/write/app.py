@@ -9,6 +9,7 @@ from contextlib import closing
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ingest_common.clients import create_client, raise_transient
 from ingest_common.contract import ObjectRef, StagedRecord, WriteInput, WriteOutput
 from ingest_common.deadletter import DeadLetter, DeadLetterOrigin, DeadLetterQueue

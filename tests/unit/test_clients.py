@@ -10,6 +10,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+
 from ingest_common.clients import create_client, is_retryable
 
 

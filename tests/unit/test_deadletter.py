@@ -4,6 +4,7 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
+
 from ingest_common.deadletter import DeadLetter, DeadLetterOrigin, DeadLetterQueue, build_body
 from ingest_common.errors import DeadLetterError, TransientError
 

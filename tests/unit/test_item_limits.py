@@ -4,6 +4,7 @@ import importlib
 from decimal import Decimal
 
 import pytest
+
 from ingest_common.errors import ItemLimitError
 
 

@@ -1,6 +1,7 @@
 """Tests of the line rules shared by Plan and Parse: ingest_common/lines.py."""
 
 import pytest
+
 from ingest_common.lines import is_blank, iter_lines, strip_bom, strip_line_ending
 
 

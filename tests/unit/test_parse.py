@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
+
 from ingest_common.errors import BatchChangedError, DeadLetterError, TransientError
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+
 from ingest_common.errors import TransientError
 
 # Eight physical lines: blank lines, CRLF endings, a whitespace-only line and no final LF.

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from botocore.stub import Stubber
+
 from ingest_common.errors import ReconciliationError, TransientError
 
 

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from ingest_common.errors import SchemaValidationError
 from ingest_common.validation import (
     EVENT_TYPES,

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from botocore.stub import Stubber
+
 from ingest_common.errors import TransientError
 
 

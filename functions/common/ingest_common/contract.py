@@ -40,6 +40,7 @@ class Slice(TypedDict):
 
 class PlanInput(TypedDict):
     run: str
+    execution: str
     bucket: str
     key: str
     slice_size: int
@@ -92,6 +93,7 @@ class Outcome(WriteOutput):
 
 class ReconcileInput(TypedDict):
     run: str
+    execution: str
     batch: BatchObject
     slices: int
     messages: int
