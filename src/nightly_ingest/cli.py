@@ -76,6 +76,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_local_arguments(run)
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument(
+        "--endpoint",
+        help="use the local AWS that `ingest serve` started at this URL instead of starting one",
+    )
+    run.add_argument(
         "--stall-timeout",
         type=float,
         default=120.0,
@@ -147,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     options = RunOptions(stall_timeout_s=args.stall_timeout, timeout_s=args.timeout)
 
-    with _start_local(args) as local:
+    with _open_local(args) as local:
         if args.json:
             summary = run_batch(local, batch_path, options)
         else:
@@ -221,13 +225,31 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _start_local(args, port=args.port) as local:
-        print(json.dumps({"endpoint": local.endpoint, "resources": local.resources}, indent=2))
+        # One JSON line first, so that a script can read the endpoint and resource names.
+        print(json.dumps({"endpoint": local.endpoint, "resources": local.resources}))
         print(f"local AWS at {local.endpoint}; press Ctrl+C to stop", flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:
             pass
     return EXIT_OK
+
+
+def _open_local(args: argparse.Namespace) -> Any:
+    """Attach to the server at `--endpoint`, or start a local AWS of this command's own."""
+    from nightly_ingest.local import LocalAWS, LocalAWSError
+
+    if args.endpoint is None:
+        return _start_local(args)
+    if args.max_concurrency is not None or args.slice_size is not None:
+        raise IngestCliError(
+            "--max-concurrency and --slice-size set up a new local AWS; "
+            "pass them to `ingest serve` instead of using them with --endpoint"
+        )
+    try:
+        return LocalAWS.attach(args.endpoint)
+    except LocalAWSError as exc:
+        raise IngestCliError(str(exc)) from exc
 
 
 def _start_local(args: argparse.Namespace, port: int = 0) -> Any:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nightly_ingest.errors import RunFailedError
 from nightly_ingest.events import object_created_event
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ def run_batch(
         account=local.account_id,
     )
 
+    ddb = local.client("dynamodb")
+    table_items_before = _count_items(ddb, resources["IngestTable"])
     run = unique_execution_name()
     started = time.monotonic()
     execution_arn = sfn.start_execution(
@@ -122,7 +125,9 @@ def run_batch(
     progress = watcher.poll(duration)
     if on_progress:
         on_progress(progress)
-    return _summarize(local, description, run, f"s3://{bucket}/{key}", progress, duration)
+    return _summarize(
+        local, description, run, f"s3://{bucket}/{key}", progress, duration, table_items_before
+    )
 
 
 def unique_execution_name(now: datetime | None = None) -> str:
@@ -186,50 +191,27 @@ def _wait_for_end(
     on_progress: Callable[[Progress], None] | None,
 ) -> dict[str, Any]:
     """Poll until the execution ends; raise `RunFailedError` on a stall or the overall timeout."""
-    from nightly_ingest.errors import RunFailedError
+    from nightly_ingest.local import ExecutionWaitError, wait_for_execution
 
-    last_change = time.monotonic()
-    last_marker: tuple[int, int, int] | None = None
-    while True:
-        description = sfn.describe_execution(executionArn=execution_arn)
-        if description["status"] in TERMINAL_STATUSES:
-            return description
-
-        now = time.monotonic()
-        progress = watcher.poll(now - started)
+    def probe() -> tuple[int, bool]:
+        progress = watcher.poll(time.monotonic() - started)
         if on_progress:
             on_progress(progress)
+        invocations, busy = local.lambda_progress()
+        return invocations + progress.slices_done, busy
 
-        # The interpreter can die inside a worker thread and leave the execution RUNNING for
-        # ever, so a run that makes no visible progress for a while is reported, not awaited.
-        marker = (
-            progress.slices_done,
-            local.lambda_invocations(),
-            _history_length(sfn, execution_arn),
+    try:
+        return wait_for_execution(
+            sfn,
+            execution_arn,
+            timeout=options.timeout_s,
+            stall_timeout=options.stall_timeout_s,
+            poll_interval=options.poll_interval_s,
+            progress=probe,
+            log_path=local.server_log,
         )
-        if marker != last_marker:
-            last_marker = marker
-            last_change = now
-        elif now - last_change > options.stall_timeout_s:
-            raise RunFailedError(
-                f"execution {execution_arn} made no progress for {options.stall_timeout_s:.0f} s "
-                f"(status {description['status']}, {progress.slices_done} slices done); "
-                f"see the local AWS logs in {local.log_dir}"
-            )
-        if now - started > options.timeout_s:
-            raise RunFailedError(
-                f"execution {execution_arn} did not finish within {options.timeout_s:.0f} s "
-                f"(status {description['status']})"
-            )
-        time.sleep(options.poll_interval_s)
-
-
-def _history_length(sfn: Any, execution_arn: str) -> int:
-    response = sfn.get_execution_history(
-        executionArn=execution_arn, maxResults=1, reverseOrder=True
-    )
-    events = response["events"]
-    return events[0]["id"] if events else 0
+    except ExecutionWaitError as exc:
+        raise RunFailedError(str(exc)) from exc
 
 
 def _summarize(
@@ -239,6 +221,7 @@ def _summarize(
     batch: str,
     progress: Progress,
     duration: float,
+    table_items_before: int,
 ) -> RunSummary:
     status = description["status"]
     output = json.loads(description.get("output") or "null")
@@ -260,8 +243,15 @@ def _summarize(
         problems.append(f"{progress.slices_done} of {progress.slices_total} slices have an outcome")
     if isinstance(output, dict) and output.get("read") != progress.read:
         problems.append(f"reconcile read {output.get('read')}, ledger read {progress.read}")
-    if table_items != progress.written:
+    # Only a table that started empty must end with exactly the items written, because a
+    # message of an earlier run may be written again.
+    if table_items_before == 0 and table_items != progress.written:
         problems.append(f"table has {table_items} items but {progress.written} were written")
+    if table_items - table_items_before > progress.written:
+        problems.append(
+            f"table gained {table_items - table_items_before} items "
+            f"but only {progress.written} were written"
+        )
 
     return RunSummary(
         status=status,

@@ -77,9 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    # werkzeug logs every request at INFO, which is a line per Lambda invocation and per
-    # Step Functions task.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         return run_server(options, ready_stream)
     finally:

@@ -70,6 +70,29 @@ class LocalAWS:
         self._process: subprocess.Popen[bytes] | None = None
         self._ready: dict[str, Any] = {}
         self._session: boto3.session.Session | None = None
+        self._attached = False
+
+    @classmethod
+    def attach(cls, endpoint: str) -> LocalAWS:
+        """Return a LocalAWS for a server that another process started, such as `ingest serve`.
+
+        The instance reads the server's stack report and its counters. ``stop()`` leaves that
+        server running, because its owner stops it.
+        """
+        url = f"{endpoint.rstrip('/')}/_local/stack"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url, timeout=10) as response:
+                report: dict[str, Any] = json.load(response)
+        except (OSError, ValueError) as exc:
+            raise exceptions.ServerStartError(
+                f"No local AWS answers at {endpoint}: GET {url} failed: {exc}. "
+                "Start one with `ingest serve` and pass the endpoint it prints."
+            ) from exc
+        local = cls(report["template"], report["log_dir"])
+        local._ready = report
+        local._attached = True
+        return local
 
     @property
     def server_log(self) -> Path:
@@ -100,7 +123,7 @@ class LocalAWS:
     def __enter__(self) -> LocalAWS:
         # Entering an instance that start() already started keeps it, so that
         # ``with LocalAWS(...).start() as aws:`` works too.
-        return self if self._process is not None else self.start()
+        return self if self._process is not None or self._attached else self.start()
 
     def __exit__(
         self,
@@ -315,6 +338,9 @@ class LocalAWS:
         Raises ServerStopError, after killing them, when processes outlived the graceful stop or
         the port still accepts connections.
         """
+        if self._attached:
+            self._ready = {}
+            return
         if self._process is None:
             return
         process = self._process

@@ -25,6 +25,11 @@ LOG = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 STATS_PATH = "/_local/lambda/stats"
+STACK_PATH = "/_local/stack"
+# Each running invocation holds a thread while its handler makes requests of its own, and the
+# interpreter and the caller poll at the same time, so the pool is far larger than the cores.
+SERVER_THREADS = 64
+SERVER_IDLE_TIMEOUT_SECONDS = 300
 
 
 class Dispatcher:
@@ -37,6 +42,8 @@ class Dispatcher:
     def __init__(self) -> None:
         self._lambda_service: LambdaService | None = None
         self._moto_app: Callable[..., Iterable[bytes]] | None = None
+        self.stack_report: dict[str, Any] | None = None
+        """The ready report, served at STACK_PATH once the stack is provisioned."""
 
     def attach(
         self, lambda_service: LambdaService, moto_app: Callable[..., Iterable[bytes]]
@@ -59,6 +66,12 @@ class Dispatcher:
         if method == "GET" and path == STATS_PATH:
             body = json.dumps(self._lambda_service.stats())
             return Response(body, content_type="application/json")(environ, start_response)
+        if method == "GET" and path == STACK_PATH:
+            if self.stack_report is None:
+                response = Response("The stack is being provisioned.", status=503)
+            else:
+                response = Response(json.dumps(self.stack_report), content_type="application/json")
+            return response(environ, start_response)
         return self._moto_app(environ, start_response)
 
     @staticmethod
@@ -102,12 +115,8 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     """
     # moto is imported here, not at module level, because it takes seconds to import.
     from moto.moto_api._internal.models import moto_api_backend
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from waitress.server import create_server
 
     server_log = options.log_dir / "server.log"
     stop_requested = threading.Event()
@@ -116,18 +125,20 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
 
     dispatcher = Dispatcher()
     try:
-        with _listen(options.port) as listener:
-            server = make_server(
-                HOST,
-                options.port,
-                dispatcher,
-                threaded=True,
-                request_handler=MotoRequestHandler,
-                fd=listener.fileno(),
-            )
-        endpoint = f"http://{HOST}:{server.server_address[1]}"
+        listener = _listen(options.port)
+        # waitress, unlike werkzeug's development server, keeps HTTP/1.1 connections open, so
+        # the connection counts of the execution environments show whether clients reuse them.
+        server = create_server(
+            dispatcher,
+            sockets=[listener],
+            threads=SERVER_THREADS,
+            channel_timeout=SERVER_IDLE_TIMEOUT_SECONDS,
+            clear_untrusted_proxy_headers=True,
+        )
+        port = listener.getsockname()[1]
+        endpoint = f"http://{HOST}:{port}"
         # moto's Step Functions interpreter builds its clients against localhost:$MOTO_PORT.
-        os.environ["MOTO_PORT"] = str(server.server_address[1])
+        os.environ["MOTO_PORT"] = str(port)
         moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
         stack = resolve_stack(
             options.template_path,
@@ -145,7 +156,7 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     )
     dispatcher.attach(lambda_service, DomainDispatcherApplication(create_backend_app))
 
-    serve_thread = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    serve_thread = threading.Thread(target=server.run, name="serve", daemon=True)
     serve_thread.start()
     LOG.info("Serving on %s", endpoint)
     try:
@@ -155,19 +166,18 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
         _report_error(ready_stream, exc, server_log)
         _shut_down(server, lambda_service)
         return 1
-    _report(
-        ready_stream,
-        {
-            "status": "ready",
-            "endpoint": endpoint,
-            "pid": os.getpid(),
-            "log_dir": str(options.log_dir),
-            "server_log": str(server_log),
-            "resources": {lid: res.physical_id for lid, res in stack.resources.items()},
-            "resource_details": {lid: res.summary() for lid, res in stack.resources.items()},
-            "outputs": stack.outputs,
-        },
-    )
+    dispatcher.stack_report = {
+        "status": "ready",
+        "endpoint": endpoint,
+        "pid": os.getpid(),
+        "log_dir": str(options.log_dir),
+        "server_log": str(server_log),
+        "template": str(options.template_path),
+        "resources": {lid: res.physical_id for lid, res in stack.resources.items()},
+        "resource_details": {lid: res.summary() for lid, res in stack.resources.items()},
+        "outputs": stack.outputs,
+    }
+    _report(ready_stream, dispatcher.stack_report)
     if options.stop_on_stdin_eof:
         threading.Thread(
             target=_stop_on_stdin_eof, args=(stop_requested,), name="stdin-eof", daemon=True
@@ -185,8 +195,8 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
 def _listen(port: int) -> socket.socket:
     """Return a socket listening on 127.0.0.1.
 
-    werkzeug binds by itself too, but on EADDRINUSE it prints and calls sys.exit, where this
-    raises OSError so that the caller gets the reason in the ready report.
+    Binding here raises OSError on EADDRINUSE, so that the caller gets the reason in the ready
+    report.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -224,5 +234,7 @@ def _stop_on_stdin_eof(stop_requested: threading.Event) -> None:
 
 def _shut_down(server: Any, lambda_service: LambdaService) -> None:
     lambda_service.stop()
-    server.shutdown()
-    server.server_close()
+    # waitress has no graceful shutdown: closing the listener stops new connections, and the
+    # open ones end with the process, which exits right after this.
+    server.close()
+    server.task_dispatcher.shutdown(timeout=2)
