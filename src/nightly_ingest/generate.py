@@ -24,7 +24,7 @@ COUNTRIES = ["SE", "DE", "FR", "GB", "US", "JP", "NL"]
 
 @dataclass
 class BatchCounts:
-    """What `generate_batch` wrote."""
+    """Counts and malformed line numbers of a generated batch."""
 
     messages: int
     bad: int

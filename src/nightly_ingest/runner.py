@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nightly_ingest.errors import RunFailedError
 from nightly_ingest.events import object_created_event
+from nightly_ingest.local import ExecutionWaitError, unique_execution_name, wait_for_execution
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Progress:
 
 @dataclass
 class RunSummary:
-    """What `ingest run` reports at the end, also printed as JSON with `--json`."""
+    """Summary of one run, printed at the end of `ingest run` and as JSON with `--json`."""
 
     status: str
     execution_arn: str
@@ -73,7 +72,7 @@ class RunSummary:
 
 @dataclass
 class RunOptions:
-    """Knobs of one local run."""
+    """Polling and time limits of one local run."""
 
     poll_interval_s: float = 0.5
     stall_timeout_s: float = 120.0
@@ -111,7 +110,7 @@ def run_batch(
 
     ddb = local.client("dynamodb")
     table_items_before = _count_items(ddb, resources["IngestTable"])
-    run = unique_execution_name()
+    run = unique_execution_name("nightly")
     started = time.monotonic()
     execution_arn = sfn.start_execution(
         stateMachineArn=state_machine_arn, name=run, input=json.dumps(event)
@@ -128,15 +127,6 @@ def run_batch(
     return _summarize(
         local, description, run, f"s3://{bucket}/{key}", progress, duration, table_items_before
     )
-
-
-def unique_execution_name(now: datetime | None = None) -> str:
-    """Return an execution name that no earlier run can have taken.
-
-    moto names an execution started without `name` `...:None`, so a second such start collides.
-    """
-    moment = now or datetime.now(UTC)
-    return f"nightly-{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 class _LedgerWatcher:
@@ -191,7 +181,6 @@ def _wait_for_end(
     on_progress: Callable[[Progress], None] | None,
 ) -> dict[str, Any]:
     """Poll until the execution ends; raise `RunFailedError` on a stall or the overall timeout."""
-    from nightly_ingest.local import ExecutionWaitError, wait_for_execution
 
     def probe() -> tuple[int, bool]:
         progress = watcher.poll(time.monotonic() - started)
