@@ -30,6 +30,12 @@ STACK_PATH = "/_local/stack"
 # interpreter and the caller poll at the same time, so the pool is far larger than the cores.
 SERVER_THREADS = 64
 SERVER_IDLE_TIMEOUT_SECONDS = 300
+# moto 5.2.5's Distributed Map worker takes its next item by calling itself, one frame per item,
+# so under the default limit of 1,000 a worker thread dies with RecursionError after about 985
+# items and the execution stays RUNNING. With these, one worker ran 20,000 items (a Pass state
+# each) to the end.
+RECURSION_LIMIT = 50_000
+THREAD_STACK_BYTES = 256 * 1024 * 1024
 
 
 class Dispatcher:
@@ -117,6 +123,11 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     from moto.moto_api._internal.models import moto_api_backend
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from waitress.server import create_server
+
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    # The stack size applies to threads started from here on, which includes every thread of
+    # the interpreter and of the HTTP server.
+    threading.stack_size(THREAD_STACK_BYTES)
 
     server_log = options.log_dir / "server.log"
     stop_requested = threading.Event()
