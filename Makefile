@@ -23,9 +23,14 @@ run: $(BIN)/ingest
 test: $(BIN)/ingest
 	$(BIN)/python -m pytest
 
+# Each function folder is checked on its own, because every one has a module named app.
 lint: $(BIN)/ingest
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy src/nightly_ingest
+	for function in functions/plan functions/parse functions/write functions/reconcile; do \
+		(cd $$function && ../../$(BIN)/mypy .) || exit 1; \
+	done
 	$(BIN)/cfn-lint template.yaml
 
 clean:
