@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 MESSAGES ?= 100000
 BATCH ?= build/nightly-$(MESSAGES).jsonl
 
-.PHONY: run test lint clean
+.PHONY: run test lint benchmark clean
 
 $(BIN)/ingest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(BIN)/ingest
 
 test: $(BIN)/ingest
 	$(BIN)/python -m pytest
+
+# Time, peak memory, clients and connections of `ingest run`; see docs/benchmarks.md.
+benchmark: $(BIN)/ingest
+	$(BIN)/python benchmarks/nightly.py --messages $(MESSAGES) $(BENCHMARK_ARGS)
 
 # Each function folder is checked on its own, because every one has a module named app.
 lint: $(BIN)/ingest
