@@ -39,3 +39,7 @@ class ExecutionTimeoutError(ExecutionWaitError):
 
 class ExecutionStalledError(ExecutionWaitError):
     """The execution made no progress for longer than the stall timeout."""
+
+
+class FaultRuleError(LocalAWSError):
+    """A fault rule is invalid: a missing or wrong field, or a kind that its action cannot take."""

@@ -8,6 +8,10 @@ stay warm until the service stops. An invocation beyond the limit is throttled a
 with reserved concurrency is on AWS: HTTP 429, ``TooManyRequestsException``, reason
 ``ReservedFunctionConcurrentInvocationLimitExceeded``. A timed-out or crashed environment is
 killed and replaced by the next invocation.
+
+Fault rules (see ``faults``) apply to invocations here, where the function is known. An
+``error`` is returned as an error of the Lambda service and a ``crash`` as an error of the
+function, and a ``delay`` takes a concurrency slot before the handler runs.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .aws_calls import LAMBDA_PROTOCOL, AwsCall
 from .channel import receive_message, send_message
+from .faults import FaultInjector, FaultRule
 
 LOG = logging.getLogger(__name__)
 
@@ -386,6 +392,10 @@ class _FunctionPool:
                 environment.state = "idle"
                 self._idle.append(environment)
 
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak_concurrent = self.active
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -412,9 +422,17 @@ class LambdaService:
     """Functions registered from the template and their execution environments."""
 
     def __init__(
-        self, log_dir: Path, endpoint: str, region: str, account_id: str, partition: str = "aws"
+        self,
+        log_dir: Path,
+        endpoint: str,
+        region: str,
+        account_id: str,
+        partition: str = "aws",
+        *,
+        faults: FaultInjector | None = None,
     ) -> None:
         self._log_dir = Path(log_dir)
+        self._faults = faults
         self._region = region
         self._account_id = account_id
         self._partition = partition
@@ -494,6 +512,12 @@ class LambdaService:
             message = f"Could not parse request body into json: {exc}"
             return _service_error(400, "InvalidRequestContentException", message, request_id)
 
+        fault = self._take_fault(pool.function.name, text)
+        if fault is not None and fault.kind == "error":
+            assert fault.status is not None and fault.error_code is not None
+            return _service_error(
+                fault.status, fault.error_code, fault.error_message or "", request_id
+            )
         environment = pool.acquire()
         if environment is None:
             return LambdaResponse(
@@ -514,6 +538,8 @@ class LambdaService:
         error_type = None
         headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
         try:
+            if fault is not None:
+                _apply_fault(fault, request_id)
             body = environment.invoke(request_id, text, invoked_arn).encode("utf-8")
             if len(body) > MAX_PAYLOAD_BYTES:
                 raise _FunctionError(
@@ -536,6 +562,19 @@ class LambdaService:
             tail = environment.read_log_since(log_offset)[-LOG_TAIL_BYTES:]
             headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode("ascii")
         return LambdaResponse(status=200, body=body, headers=headers)
+
+    def _take_fault(self, function_name: str, payload: str) -> FaultRule | None:
+        if self._faults is None or not self._faults.active:
+            return None
+        document = json.loads(payload)
+        call = AwsCall(
+            "lambda",
+            "Invoke",
+            LAMBDA_PROTOCOL,
+            (function_name,),
+            document if isinstance(document, dict) else None,
+        )
+        return self._faults.take(call)
 
     def _find(self, function_ref: str, qualifier: str | None) -> tuple[_FunctionPool | None, str]:
         """Return the pool of a function name or ARN and the ARN as invoked."""
@@ -564,6 +603,11 @@ class LambdaService:
         """Return counters for every function, keyed by function name."""
         return {"functions": {name: pool.stats() for name, pool in self._pools.items()}}
 
+    def reset_peaks(self) -> None:
+        """Set each function's peak concurrency to its current concurrency, to measure anew."""
+        for pool in self._pools.values():
+            pool.reset_peak()
+
     def stop(self, grace_seconds: float = 2.0) -> None:
         """Stop every environment process and reject invocations from now on."""
         self._stopping = True
@@ -574,3 +618,21 @@ class LambdaService:
         deadline = time.monotonic() + grace_seconds
         for environment in environments:
             environment.finish_stop(deadline)
+
+
+def _apply_fault(fault: FaultRule, request_id: str) -> None:
+    """Apply a crash or delay fault inside an acquired concurrency slot.
+
+    Raises _FunctionError for a crash, as the handler would have.
+    """
+    if fault.kind == "delay":
+        time.sleep(fault.seconds or 0.0)
+    elif fault.kind == "crash":
+        raise _FunctionError(
+            {
+                "errorMessage": fault.error_message,
+                "errorType": fault.error_type,
+                "requestId": request_id,
+                "stackTrace": [],
+            }
+        )

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,11 @@ class LocalAWS:
     @property
     def outputs(self) -> dict[str, str]:
         return dict(self._ready_value("outputs"))
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """Each template parameter's value as text, after the overrides."""
+        return dict(self._ready_value("parameters"))
 
     @property
     def pid(self) -> int | None:
@@ -258,6 +264,77 @@ class LocalAWS:
         with opener.open(f"{self.endpoint}/_local/lambda/stats", timeout=10) as response:
             stats: dict[str, Any] = json.load(response)
         return stats
+
+    def reset_lambda_peaks(self) -> None:
+        """Set each function's ``peak_concurrent_invocations`` to its current concurrency.
+
+        The other counters keep growing, so a test measures them as differences.
+        """
+        self._request("POST", "/_local/lambda/stats/reset-peaks")
+
+    def add_fault(self, service: str, action: str, kind: str, **options: Any) -> str:
+        """Add a fault rule and return its id; see ``nightly_ingest.local.faults`` for the rules.
+
+        ``service`` is the SigV4 signing name (``lambda``, ``dynamodb``, ``sqs``, ``s3``,
+        ``states``) and ``action`` the API action or ``*``. ``options`` are the rule's other
+        fields, such as ``resource``, ``match_body``, ``times`` (None for every matching call),
+        ``skip``, ``share``, ``status``, ``error_code``, ``error_type``, ``error_message``,
+        ``items`` and ``seconds``. Raises FaultRuleError with the server's reason when the rule
+        is invalid.
+        """
+        rule = {"service": service, "action": action, "kind": kind, **options}
+        created = self._request("POST", "/_local/faults", rule, exceptions.FaultRuleError)
+        return str(created["id"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return every fault rule with ``matched`` and ``fired``, the calls it matched and hit."""
+        listed: list[dict[str, Any]] = self._request("GET", "/_local/faults")["faults"]
+        return listed
+
+    def fault(self, fault_id: str) -> dict[str, Any]:
+        """Return one fault rule by id. Raises FaultRuleError when there is none."""
+        for rule in self.faults():
+            if rule["id"] == fault_id:
+                return rule
+        raise exceptions.FaultRuleError(f"No fault rule has id {fault_id}.")
+
+    def clear_faults(self) -> int:
+        """Remove every fault rule and return how many there were."""
+        return int(self._request("DELETE", "/_local/faults")["removed"])
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        document: Any = None,
+        rejected_error: type[exceptions.LocalAWSError] = exceptions.LocalAWSError,
+    ) -> Any:
+        """Send a request to the server's own API and return the JSON response, if any.
+
+        Raises ``rejected_error`` with the server's message when it rejects the request (HTTP
+        4xx), and LocalAWSError for any other failure.
+        """
+        data = None if document is None else json.dumps(document).encode("utf-8")
+        request = urllib.request.Request(
+            f"{self.endpoint}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", errors="replace")
+            try:
+                message = json.loads(detail)["message"]
+            except (ValueError, KeyError, TypeError):
+                message = f"{method} {path} failed with HTTP {exc.code}: {detail}"
+            if 400 <= exc.code < 500:
+                raise rejected_error(message) from None
+            raise exceptions.LocalAWSError(message) from None
+        return json.loads(body) if body else None
 
     def lambda_totals(self) -> dict[str, int]:
         """Return the counters of every function and environment added up.

@@ -17,6 +17,7 @@ from typing import IO, Any
 from werkzeug.wrappers import Request, Response
 
 from . import exceptions
+from .faults import FaultInjector
 from .lambda_service import INVOKE_PATH, LambdaService
 from .provision import provision
 from .template import DEFAULT_STACK_NAME, resolve_stack
@@ -25,7 +26,9 @@ LOG = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 STATS_PATH = "/_local/lambda/stats"
+RESET_PEAKS_PATH = "/_local/lambda/stats/reset-peaks"
 STACK_PATH = "/_local/stack"
+FAULTS_PATH = "/_local/faults"
 # Each running invocation holds a thread while its handler makes requests of its own, and the
 # interpreter and the caller poll at the same time, so the pool is far larger than the cores.
 SERVER_THREADS = 64
@@ -41,13 +44,16 @@ THREAD_STACK_BYTES = 256 * 1024 * 1024
 class Dispatcher:
     """WSGI app that sends Lambda invocations and stats to the Lambda service, the rest to moto.
 
-    The server binds before the template is resolved, because queue URLs contain the port, so
-    the services are attached afterwards. Until then every request gets 503.
+    It also serves the fault rules at FAULTS_PATH and applies them to every call to moto; the
+    Lambda service applies them to invocations. The server binds before the template is
+    resolved, because queue URLs contain the port, so the services are attached afterwards.
+    Until then every request gets 503.
     """
 
     def __init__(self) -> None:
         self._lambda_service: LambdaService | None = None
         self._moto_app: Callable[..., Iterable[bytes]] | None = None
+        self.faults = FaultInjector()
         self.stack_report: dict[str, Any] | None = None
         """The ready report, served at STACK_PATH once the stack is provisioned."""
 
@@ -72,13 +78,42 @@ class Dispatcher:
         if method == "GET" and path == STATS_PATH:
             body = json.dumps(self._lambda_service.stats())
             return Response(body, content_type="application/json")(environ, start_response)
+        if method == "POST" and path == RESET_PEAKS_PATH:
+            self._lambda_service.reset_peaks()
+            return Response(status=204)(environ, start_response)
+        if path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/"):
+            return self._serve_faults(Request(environ))(environ, start_response)
         if method == "GET" and path == STACK_PATH:
             if self.stack_report is None:
                 response = Response("The stack is being provisioned.", status=503)
             else:
                 response = Response(json.dumps(self.stack_report), content_type="application/json")
             return response(environ, start_response)
+        if self.faults.active:
+            return self.faults.handle(environ, start_response, self._moto_app)
         return self._moto_app(environ, start_response)
+
+    def _serve_faults(self, request: Request) -> Response:
+        """Serve the fault rules: GET lists them, POST adds one, DELETE removes one or all."""
+        rule_id = request.path[len(FAULTS_PATH) :].strip("/")
+        if request.method == "GET" and not rule_id:
+            return _json_response({"faults": self.faults.rules()})
+        if request.method == "POST" and not rule_id:
+            try:
+                rule = self.faults.add(json.loads(request.get_data() or b"null"))
+            except ValueError as exc:
+                return _json_response({"message": f"The body is not valid JSON: {exc}"}, 400)
+            except exceptions.FaultRuleError as exc:
+                return _json_response({"message": str(exc)}, 400)
+            return _json_response(rule.to_dict(), 201)
+        if request.method == "DELETE" and not rule_id:
+            return _json_response({"removed": self.faults.clear()})
+        if request.method == "DELETE":
+            if not self.faults.remove(rule_id):
+                return _json_response({"message": f"No fault rule has id {rule_id}."}, 404)
+            return _json_response({"removed": 1})
+        message = f"{request.method} {request.path} is not a fault rule request."
+        return _json_response({"message": message}, 405)
 
     @staticmethod
     def _invoke(lambda_service: LambdaService, function_ref: str, request: Request) -> Response:
@@ -111,10 +146,10 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     """Start the server, provision the template, report on ``ready_stream`` and serve until stopped.
 
     The report is one JSON line. When ready it is ``{"status": "ready", "endpoint", "pid",
-    "log_dir", "server_log", "resources", "resource_details", "outputs"}``, where
-    ``resources`` maps each logical id to what Ref returns and ``resource_details`` adds the
-    type and attributes. When start-up fails it is ``{"status": "error", "error_type",
-    "message", "server_log"}``.
+    "log_dir", "server_log", "resources", "resource_details", "outputs", "parameters"}``, where
+    ``resources`` maps each logical id to what Ref returns, ``resource_details`` adds the
+    type and attributes, and ``parameters`` has every parameter's value as text. When start-up
+    fails it is ``{"status": "error", "error_type", "message", "server_log"}``.
 
     SIGTERM, SIGINT or, with ``stop_on_stdin_eof``, the end of standard input stop the server
     and every environment process. Returns the exit code.
@@ -163,7 +198,12 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
         return 1
     context = stack.context
     lambda_service = LambdaService(
-        options.log_dir, endpoint, context.region, context.account_id, context.partition
+        options.log_dir,
+        endpoint,
+        context.region,
+        context.account_id,
+        context.partition,
+        faults=dispatcher.faults,
     )
     dispatcher.attach(lambda_service, DomainDispatcherApplication(create_backend_app))
 
@@ -187,6 +227,7 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
         "resources": {lid: res.physical_id for lid, res in stack.resources.items()},
         "resource_details": {lid: res.summary() for lid, res in stack.resources.items()},
         "outputs": stack.outputs,
+        "parameters": dict(stack.parameters),
     }
     _report(ready_stream, dispatcher.stack_report)
     if options.stop_on_stdin_eof:
@@ -201,6 +242,10 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     _shut_down(server, lambda_service)
     LOG.info("Stopped")
     return 0
+
+
+def _json_response(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document), status=status, content_type="application/json")
 
 
 def _listen(port: int) -> socket.socket:
