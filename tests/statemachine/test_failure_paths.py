@@ -1,0 +1,315 @@
+"""Runs where a slice fails, the dead-letter queue or the ledger fails, or the run fails.
+
+Each test injects its faults into the local AWS, so each skips on another endpoint.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nightly_ingest.local import LocalAWS
+
+from .harness import (
+    RECONCILE_FAILED_PATH,
+    SUCCEEDED_PATH,
+    ChildExecutionArn,
+    DeadLetterMessage,
+    Engine,
+    lambda_error,
+    outcome,
+    valid_batch,
+)
+
+TRUNCATED_MESSAGE = b'{"specversion":"1.0","id":'
+
+
+@pytest.mark.parametrize(
+    ("state", "function"),
+    [
+        pytest.param("Parse", "ParseFunction", id="parse"),
+        pytest.param("Write", "WriteFunction", id="write"),
+    ],
+)
+def test_function_crash_dead_letters_slice(
+    engine: Engine, faults: LocalAWS, state: str, function: str
+) -> None:
+    # GIVEN three slices, and the function of one state crashing on the middle slice
+    batch = valid_batch(2 * engine.slice_size + 1)
+    slices = batch.expected_slices(engine.slice_size)
+    name = engine.new_run_name()
+    message = "Injected crash of slice 1"
+    fault_id = faults.add_fault(
+        "lambda",
+        "Invoke",
+        "crash",
+        resource=faults.resources[function],
+        match_body={"run": name, "slice": {"index": 1}},
+        error_type="RuntimeError",
+        error_message=message,
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN the Catch sends a pointer to the slice to the dead-letter queue
+    assert engine.dead_letters(run.name) == [
+        DeadLetterMessage(
+            body={
+                "kind": "slice",
+                "error": "RuntimeError",
+                "cause": lambda_error("RuntimeError", message, stack_trace=[]),
+                "state": state,
+                "execution": ChildExecutionArn(run.arn),
+                "run": run.name,
+                "batch": run.batch,
+                "slice": slices[1],
+            },
+            attributes={"error_type": "RuntimeError", "kind": "slice"},
+        )
+    ]
+    # AND the ledger counts its messages as dead-lettered, so the run succeeds and reconciles
+    size = engine.slice_size
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, dead_lettered=size, failed_state=state),
+        2: outcome(read=1, written=1),
+    }
+    assert run.status == "SUCCEEDED"
+    assert run.path() == SUCCEEDED_PATH
+    assert run.output == {
+        "run": run.name,
+        "batch": run.batch,
+        "slices": 3,
+        "read": 2 * size + 1,
+        "written": size + 1,
+        "dead_lettered": size,
+        "duplicates": 0,
+    }
+    # AND only the other slices reached the table
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
+    assert faults.fault(fault_id)["fired"] == 1
+    assert engine.map_run(run)["itemCounts"]["succeeded"] == 3
+
+
+def test_dead_letter_queue_rejecting_fails_run(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN a malformed message in the middle slice, and a queue that rejects every send
+    batch = valid_batch(2 * engine.slice_size + 1)
+    bad_line = engine.slice_size + 2
+    batch.lines[bad_line - 1] = TRUNCATED_MESSAGE
+    slices = batch.expected_slices(engine.slice_size)
+    rejections = {
+        action: faults.add_fault(
+            "sqs",
+            action,
+            "error",
+            resource=engine.queue_name,
+            times=None,
+            status=403,
+            error_code="AccessDenied",
+            error_message="Access to the resource is denied.",
+        )
+        for action in ("SendMessageBatch", "SendMessage")
+    }
+
+    # WHEN the batch lands
+    run = engine.run(batch)
+
+    # THEN Parse cannot dead-letter the message, and the Catch cannot dead-letter the slice
+    # even after DeadLetterSlice's three retries, so that child fails
+    assert faults.fault(rejections["SendMessageBatch"])["fired"] == 1
+    assert faults.fault(rejections["SendMessage"])["fired"] == 4
+    item_counts = engine.map_run(run)["itemCounts"]
+    assert item_counts["failed"] == 1
+    assert item_counts["succeeded"] == 2
+    # AND the failed slice has no ledger record, so Reconcile fails the run
+    size = engine.slice_size
+    assert sorted(engine.ledger(run.name)) == [0, 2]
+    assert run.status == "FAILED"
+    assert run.path() == RECONCILE_FAILED_PATH
+    assert run.error == "ReconciliationError"
+    assert run.cause == lambda_error(
+        "ReconciliationError",
+        f"run {run.name} does not add up: no outcome for 1 of 3 slices: 1; "
+        f"read {size + 1} messages but the plan counted {2 * size + 1}",
+    )
+    assert run.task_events("Reconcile") == [
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskFailed ReconciliationError",
+    ]
+    # AND nothing reached the queue, and the failed slice's messages are not in the table
+    assert engine.dead_letters(run.name) == []
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
+
+
+def test_dead_letter_slice_retried_then_sent(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN Parse crashing on the middle slice, and the queue failing twice
+    batch = valid_batch(2 * engine.slice_size + 1)
+    slices = batch.expected_slices(engine.slice_size)
+    name = engine.new_run_name()
+    faults.add_fault(
+        "lambda",
+        "Invoke",
+        "crash",
+        resource=faults.resources["ParseFunction"],
+        match_body={"run": name, "slice": {"index": 1}},
+        error_type="RuntimeError",
+    )
+    outage = faults.add_fault(
+        "sqs",
+        "SendMessage",
+        "error",
+        resource=engine.queue_name,
+        times=2,
+        status=500,
+        error_code="InternalError",
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN DeadLetterSlice's Retry sends the slice on the third attempt
+    assert faults.fault(outage)["fired"] == 2
+    letters = engine.dead_letters(run.name)
+    assert [(letter.body["kind"], letter.body["slice"]) for letter in letters] == [
+        ("slice", slices[1])
+    ]
+    assert engine.ledger(run.name)[1]["outcome"] == outcome(
+        read=engine.slice_size, dead_lettered=engine.slice_size, failed_state="Parse"
+    )
+    assert run.status == "SUCCEEDED"
+    assert run.path() == SUCCEEDED_PATH
+
+
+def test_ledger_throttled_then_recorded(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN the ledger throttling the first outcome of the run's middle slice
+    batch = valid_batch(2 * engine.slice_size + 1)
+    name = engine.new_run_name()
+    throttle = faults.add_fault(
+        "dynamodb",
+        "PutItem",
+        "error",
+        resource=engine.ledger_table,
+        match_body={"Item": {"run": {"S": name}, "slice": {"N": "1"}}},
+        status=400,
+        error_code="ProvisionedThroughputExceededException",
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN RecordOutcome's Retry stores the outcome and the run succeeds
+    assert faults.fault(throttle)["fired"] == 1
+    assert faults.fault(throttle)["matched"] == 2
+    size = engine.slice_size
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, written=size),
+        2: outcome(read=1, written=1),
+    }
+    assert run.status == "SUCCEEDED"
+    assert run.path() == SUCCEEDED_PATH
+
+
+def test_ledger_rejecting_outcome_fails_run(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN the ledger rejecting the outcome of the run's middle slice
+    batch = valid_batch(2 * engine.slice_size + 1)
+    name = engine.new_run_name()
+    rejection = faults.add_fault(
+        "dynamodb",
+        "PutItem",
+        "error",
+        resource=engine.ledger_table,
+        match_body={"Item": {"run": {"S": name}, "slice": {"N": "1"}}},
+        status=400,
+        error_code="ValidationException",
+        error_message="One or more parameter values were invalid.",
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN RecordFailed fails that child without a retry, and Reconcile fails the run
+    assert faults.fault(rejection)["fired"] == 1
+    assert faults.fault(rejection)["matched"] == 1
+    assert engine.map_run(run)["itemCounts"]["failed"] == 1
+    size = engine.slice_size
+    assert sorted(engine.ledger(run.name)) == [0, 2]
+    assert run.status == "FAILED"
+    assert run.path() == RECONCILE_FAILED_PATH
+    assert run.error == "ReconciliationError"
+    assert run.cause == lambda_error(
+        "ReconciliationError",
+        f"run {run.name} does not add up: no outcome for 1 of 3 slices: 1; "
+        f"read {size + 1} messages but the plan counted {2 * size + 1}",
+    )
+    # AND the slice's messages are in the table, written but not accounted for
+    assert len(engine.table_items(batch.source)) == 2 * size + 1
+    assert engine.dead_letters(run.name) == []
+
+
+def test_lost_ledger_record_fails_reconciliation(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN the ledger losing the outcome of the run's last slice while reporting success
+    batch = valid_batch(2 * engine.slice_size + 1)
+    name = engine.new_run_name()
+    loss = faults.add_fault(
+        "dynamodb",
+        "PutItem",
+        "drop",
+        resource=engine.ledger_table,
+        match_body={"Item": {"run": {"S": name}, "slice": {"N": "2"}}},
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN every child succeeds, but Reconcile fails the run and names the difference
+    assert faults.fault(loss)["fired"] == 1
+    assert engine.map_run(run)["itemCounts"]["succeeded"] == 3
+    size = engine.slice_size
+    assert run.status == "FAILED"
+    assert run.path() == RECONCILE_FAILED_PATH
+    assert run.error == "ReconciliationError"
+    assert run.cause == lambda_error(
+        "ReconciliationError",
+        f"run {run.name} does not add up: no outcome for 1 of 3 slices: 2; "
+        f"read {2 * size} messages but the plan counted {2 * size + 1}",
+    )
+    assert sorted(engine.ledger(run.name)) == [0, 1]
+
+
+def test_plan_crash_fails_run_before_reading(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN Plan crashing with an error that its Retry does not match
+    batch = valid_batch(engine.slice_size)
+    message = "slice_size must be a positive integer, got 0"
+    crash = faults.add_fault(
+        "lambda",
+        "Invoke",
+        "crash",
+        resource=faults.resources["PlanFunction"],
+        error_type="ValueError",
+        error_message=message,
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch)
+
+    # THEN PlanFailed ends the run with Plan's error, and nothing is read or dead-lettered
+    assert faults.fault(crash)["fired"] == 1
+    assert run.status == "FAILED"
+    assert run.path() == [
+        "Configure entered",
+        "Configure exited",
+        "Plan entered",
+        "Plan exited",
+        "PlanFailed entered",
+        "ExecutionFailed",
+    ]
+    assert run.task_events("Plan") == ["TaskScheduled", "TaskStarted", "TaskFailed ValueError"]
+    assert run.error == "ValueError"
+    assert run.cause == lambda_error("ValueError", message, stack_trace=[])
+    assert engine.ledger(run.name) == {}
+    assert engine.table_items(batch.source) == {}
+    assert engine.dead_letters(run.name) == []
