@@ -375,6 +375,22 @@ def lambda_error(error_type: str, message: str, stack_trace: Any = None) -> Json
     )
 
 
+class TextMatching:
+    """Equal to text that matches the regular expression ``pattern`` whole."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.pattern.fullmatch(other) is not None
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"TextMatching({self.pattern.pattern!r})"
+
+
 class AnyList:
     """Equal to any list."""
 
