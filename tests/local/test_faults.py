@@ -622,6 +622,18 @@ def test_add_fault_invalid_rule_raises_with_reason(faulty_aws: LocalAWS) -> None
     assert faulty_aws.faults() == []
 
 
+def test_remove_fault_by_id(faulty_aws: LocalAWS) -> None:
+    first = faulty_aws.add_fault("sqs", "SendMessage", "drop")
+    second = faulty_aws.add_fault("sqs", "SendMessage", "drop")
+
+    faulty_aws.remove_fault(first)
+
+    assert [rule["id"] for rule in faulty_aws.faults()] == [second]
+    with pytest.raises(FaultRuleError) as error:
+        faulty_aws.remove_fault(first)
+    assert str(error.value) == f"No fault rule has id {first}."
+
+
 def test_clear_faults_returns_count(faulty_aws: LocalAWS) -> None:
     for _ in range(2):
         faulty_aws.add_fault("sqs", "SendMessage", "drop")

@@ -192,6 +192,8 @@ def test_dynamodb_throttling_past_botocore_retried_by_state(
 ) -> None:
     # GIVEN a one-slice batch and the table throttling as many writes as botocore retries
     batch = valid_batch(engine.slice_size)
+    write_function = faults.resources["WriteFunction"]
+    before = faults.lambda_stats()["functions"][write_function]
     throttle = faults.add_fault(
         "dynamodb",
         "BatchWriteItem",
@@ -207,8 +209,12 @@ def test_dynamodb_throttling_past_botocore_retried_by_state(
 
     # THEN Write raises TransientError, its Retry runs it again, and the second run writes all
     fault = faults.fault(throttle)
+    after = faults.lambda_stats()["functions"][write_function]
     assert fault["fired"] == BOTOCORE_MAX_ATTEMPTS
     assert fault["matched"] == BOTOCORE_MAX_ATTEMPTS + 1
+    assert after["invocations"] - before["invocations"] == 2
+    transient_errors = after["errors"].get("TransientError", 0)
+    assert transient_errors - before["errors"].get("TransientError", 0) == 1
     assert run.status == "SUCCEEDED"
     assert run.path() == SUCCEEDED_PATH
     assert engine.table_items(batch.source) == batch.expected_items(

@@ -298,6 +298,10 @@ class LocalAWS:
                 return rule
         raise exceptions.FaultRuleError(f"No fault rule has id {fault_id}.")
 
+    def remove_fault(self, fault_id: str) -> None:
+        """Remove one fault rule. Raises FaultRuleError when no rule has that id."""
+        self._request("DELETE", f"/_local/faults/{fault_id}", None, exceptions.FaultRuleError)
+
     def clear_faults(self) -> int:
         """Remove every fault rule and return how many there were."""
         return int(self._request("DELETE", "/_local/faults")["removed"])
