@@ -39,3 +39,6 @@ def test_slices_in_flight_bounded_by_max_concurrency(engine: Engine, faults: Loc
     assert run.status == "SUCCEEDED"
     assert run.path() == SUCCEEDED_PATH
     assert run.output["written"] == len(batch.lines)
+    assert engine.table_items(batch.source) == batch.expected_items(
+        list(range(1, len(batch.lines) + 1))
+    )

@@ -149,7 +149,7 @@ def test_dead_letter_slice_retried_then_sent(engine: Engine, faults: LocalAWS) -
     batch = valid_batch(2 * engine.slice_size + 1)
     slices = batch.expected_slices(engine.slice_size)
     name = engine.new_run_name()
-    faults.add_fault(
+    crash = faults.add_fault(
         "lambda",
         "Invoke",
         "crash",
@@ -172,13 +172,31 @@ def test_dead_letter_slice_retried_then_sent(engine: Engine, faults: LocalAWS) -
 
     # THEN DeadLetterSlice's Retry sends the slice on the third attempt
     assert faults.fault(outage)["fired"] == 2
-    letters = engine.dead_letters(run.name)
-    assert [(letter.body["kind"], letter.body["slice"]) for letter in letters] == [
-        ("slice", slices[1])
+    assert engine.dead_letters(run.name) == [
+        DeadLetterMessage(
+            body={
+                "kind": "slice",
+                "error": "RuntimeError",
+                "cause": lambda_error(
+                    "RuntimeError", f"Injected by local AWS fault rule {crash}.", stack_trace=[]
+                ),
+                "state": "Parse",
+                "execution": ChildExecutionArn(run.arn),
+                "run": run.name,
+                "batch": run.batch,
+                "slice": slices[1],
+            },
+            attributes={"error_type": "RuntimeError", "kind": "slice"},
+        )
     ]
-    assert engine.ledger(run.name)[1]["outcome"] == outcome(
-        read=engine.slice_size, dead_lettered=engine.slice_size, failed_state="Parse"
-    )
+    size = engine.slice_size
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, dead_lettered=size, failed_state="Parse"),
+        2: outcome(read=1, written=1),
+    }
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
     assert run.status == "SUCCEEDED"
     assert run.path() == SUCCEEDED_PATH
 
@@ -211,6 +229,9 @@ def test_ledger_throttled_then_recorded(engine: Engine, faults: LocalAWS) -> Non
     }
     assert run.status == "SUCCEEDED"
     assert run.path() == SUCCEEDED_PATH
+    assert run.output["written"] == 2 * size + 1
+    assert engine.table_items(batch.source) == batch.expected_items(list(range(1, 2 * size + 2)))
+    assert engine.dead_letters(run.name) == []
 
 
 def test_ledger_rejecting_outcome_fails_run(engine: Engine, faults: LocalAWS) -> None:
@@ -246,7 +267,7 @@ def test_ledger_rejecting_outcome_fails_run(engine: Engine, faults: LocalAWS) ->
         f"read {size + 1} messages but the plan counted {2 * size + 1}",
     )
     # AND the slice's messages are in the table, written but not accounted for
-    assert len(engine.table_items(batch.source)) == 2 * size + 1
+    assert engine.table_items(batch.source) == batch.expected_items(list(range(1, 2 * size + 2)))
     assert engine.dead_letters(run.name) == []
 
 
@@ -277,7 +298,13 @@ def test_lost_ledger_record_fails_reconciliation(engine: Engine, faults: LocalAW
         f"run {run.name} does not add up: no outcome for 1 of 3 slices: 2; "
         f"read {2 * size} messages but the plan counted {2 * size + 1}",
     )
-    assert sorted(engine.ledger(run.name)) == [0, 1]
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, written=size),
+    }
+    # AND the last slice's message is in the table, written but not accounted for
+    assert engine.table_items(batch.source) == batch.expected_items(list(range(1, 2 * size + 2)))
+    assert engine.dead_letters(run.name) == []
 
 
 def test_plan_crash_fails_run_before_reading(engine: Engine, faults: LocalAWS) -> None:

@@ -180,11 +180,16 @@ def test_lambda_throttling_past_retries_dead_letters_slice(
         )
     ]
     size = engine.slice_size
-    assert engine.ledger(run.name)[1]["outcome"] == outcome(
-        read=size, dead_lettered=size, failed_state="Write"
-    )
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, dead_lettered=size, failed_state="Write"),
+        2: outcome(read=1, written=1),
+    }
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
     assert run.status == "SUCCEEDED"
     assert run.path() == SUCCEEDED_PATH
+    assert run.output["dead_lettered"] == size
 
 
 def test_dynamodb_throttling_past_botocore_retried_by_state(
