@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from .aws_calls import AwsCall, error_response, identify_call, json_response, success_response
@@ -256,9 +257,9 @@ class FaultInjector:
         return count
 
     def take(self, call: AwsCall) -> FaultRule | None:
-        """Return the first rule that fires on ``call``, counting the call on every rule it matches.
+        """Return the first rule that fires on ``call``, or None, and log the fault that fires.
 
-        Logs the fault that fires.
+        The call counts as matched on each rule up to the one that fires.
         """
         if not self._rules:
             return None
@@ -308,8 +309,10 @@ class FaultInjector:
 def _hold_back_items(
     rule: FaultRule, call: AwsCall, environ: dict[str, Any], forward: WsgiApp
 ) -> Response:
-    """Forward a BatchWriteItem without its last ``rule.items`` requests, and return those
-    requests as UnprocessedItems merged into moto's response."""
+    """Forward a BatchWriteItem without its last ``rule.items`` write requests.
+
+    The requests held back are returned as UnprocessedItems, merged into moto's response.
+    """
     document = call.document or {}
     request_items = document.get("RequestItems")
     if not isinstance(request_items, dict):
@@ -340,7 +343,7 @@ def _hold_back_items(
     for table, requests in held.items():
         unprocessed.setdefault(table, []).extend(requests)
     result["UnprocessedItems"] = unprocessed
-    request_id = dict(headers).get("x-amzn-RequestId", "")
+    request_id = Headers(headers).get("x-amzn-RequestId", "")
     return json_response(call, result, 200, {"x-amzn-RequestId": request_id})
 
 
