@@ -18,7 +18,7 @@ Kinds:
 - ``unprocessed`` (DynamoDB BatchWriteItem only): the last ``items`` write requests come back
   as UnprocessedItems, and the rest is forwarded.
 - ``drop``: respond with success without forwarding, so the call has no effect.
-- ``delay``: wait ``seconds``, then go on. On a Lambda invocation the wait holds a concurrency
+- ``delay``: wait ``seconds``, then go on. On a Lambda invocation the wait takes a concurrency
   slot, as a slow handler does.
 
 Every fault that fires is logged at WARNING with the rule id.
