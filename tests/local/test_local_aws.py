@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from botocore.config import Config
 
 from nightly_ingest.local import LocalAWS, ServerStartError, TemplateUnsupportedError
 
@@ -130,3 +131,14 @@ def test_local_aws_unsupported_template_raises(tmp_path):
         "Resource Topic has type AWS::SNS::Topic, which the local AWS does not support."
     )
     assert str(error.value).endswith(f"(server log: {tmp_path / 'logs' / 'server.log'})")
+
+
+def test_local_aws_empty_upload_expecting_continue_completes(local_aws):
+    # botocore sends `Expect: 100-continue` on every PutObject. A server that answers it for an
+    # empty body and then waits for the body hangs until the read timeout below.
+    s3 = local_aws.client("s3", config=Config(read_timeout=5, retries={"total_max_attempts": 1}))
+    s3.create_bucket(Bucket="empty-upload")
+
+    s3.put_object(Bucket="empty-upload", Key="empty", Body=b"")
+
+    assert s3.get_object(Bucket="empty-upload", Key="empty")["Body"].read() == b""

@@ -142,6 +142,28 @@ class ServerOptions:
     stop_on_stdin_eof: bool = False
 
 
+def _channel_class() -> type:
+    """Return waitress's HTTP channel with a parser that answers empty `Expect` requests.
+
+    waitress 3.0.2 sends `100 Continue` for a request with `Expect: 100-continue` even when its
+    body is empty, and then waits for a body that never comes. botocore sends that header on
+    every S3 PutObject, so an empty upload hung until the client timed out.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+
+    class EmptyBodyAwareParser(HTTPRequestParser):
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            if not self.chunked and self.content_length == 0:
+                self.expect_continue = False
+
+    class Channel(HTTPChannel):
+        parser_class = EmptyBodyAwareParser
+
+    return Channel
+
+
 def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
     """Start the server, provision the template, report on ``ready_stream`` and serve until stopped.
 
@@ -181,6 +203,7 @@ def run_server(options: ServerOptions, ready_stream: IO[str]) -> int:
             channel_timeout=SERVER_IDLE_TIMEOUT_SECONDS,
             clear_untrusted_proxy_headers=True,
         )
+        server.channel_class = _channel_class()
         port = listener.getsockname()[1]
         endpoint = f"http://{HOST}:{port}"
         # moto's Step Functions interpreter builds its clients against localhost:$MOTO_PORT.
