@@ -25,12 +25,12 @@ MAP_STATE = STATES["ProcessSlices"]
 PROCESSOR = MAP_STATE["ItemProcessor"]
 CHILD_STATES = PROCESSOR["States"]
 # Transient errors of the Lambda service, which AWS's Step Functions guide (Handle Lambda
-# service exceptions) advises retrying, and the functions' own retryable error. The guide also
-# lists Lambda.ClientExecutionTimeoutException, which test_retries.py shows is not retried.
+# service exceptions) advises retrying, and the functions' own retryable error.
 LAMBDA_RETRIED_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
     "TransientError",
 }

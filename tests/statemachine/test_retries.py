@@ -98,15 +98,6 @@ def test_lambda_service_error_retried(
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "The Lambda tasks' Retry omits Lambda.ClientExecutionTimeoutException, which AWS's "
-        "Step Functions guide (Handle Lambda service exceptions) lists with ServiceException, "
-        "AWSLambdaException and SdkClientException as a transient error to retry, so one such "
-        "error on Plan fails the whole run through PlanFailed."
-    ),
-)
 def test_lambda_client_execution_timeout_retried(engine: Engine, faults: LocalAWS) -> None:
     # GIVEN Step Functions' call to Lambda timing out once on Plan
     batch = valid_batch(engine.slice_size)
