@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import tempfile
@@ -12,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -59,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="path of the JSON Lines file")
     generate.add_argument(
         "--seed",
-        type=int,
+        type=_integer,
         default=0,
         help="random seed; the same seed gives the same file (default 0)",
     )
@@ -81,14 +83,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--stall-timeout",
-        type=float,
+        type=_seconds,
         default=120.0,
         metavar="SECONDS",
         help="fail when the execution shows no progress for this long (default 120)",
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=3600.0,
         metavar="SECONDS",
         help="fail when the execution has not finished after this long (default 3600)",
@@ -98,7 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="keep the local AWS running and print its endpoint")
     _add_local_arguments(serve)
     serve.add_argument(
-        "--port", type=int, default=0, help="port on 127.0.0.1 to listen on (default: a free one)"
+        "--port", type=_port, default=0, help="port on 127.0.0.1 to listen on (default: a free one)"
     )
     serve.set_defaults(command=_serve)
     return parser
@@ -133,6 +135,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IngestCliError(f"cannot create folder {args.out.parent}: {exc.strerror}") from exc
+    try:
         with args.out.open("wb") as out:
             counts = generate_batch(
                 out, messages=args.messages, seed=args.seed, bad_share=args.bad_share
@@ -152,10 +157,22 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(stall_timeout_s=args.stall_timeout, timeout_s=args.timeout)
 
     with _open_local(args) as local:
-        if args.json:
-            summary = run_batch(local, batch_path, options)
-        else:
-            summary = _run_with_progress(console, local, batch_path, options)
+        try:
+            if args.json:
+                summary = run_batch(local, batch_path, options)
+            else:
+                summary = _run_with_progress(console, local, batch_path, options)
+        except (BotoCoreError, OSError) as exc:
+            raise RunFailedError(
+                f"lost the local AWS at {local.endpoint}: {exc}; see {local.server_log}"
+            ) from exc
+        except RunFailedError as exc:
+            if args.endpoint is None:
+                raise
+            raise RunFailedError(
+                f"{exc} The execution may still be running on {args.endpoint}; "
+                "stop it with StopExecution if it should not finish."
+            ) from exc
 
     if args.json:
         print(json.dumps(summary.to_dict()))
@@ -192,7 +209,7 @@ def _run_with_progress(console: Console, local: Any, batch_path: Path, options: 
 def _print_summary(console: Console, summary: Any) -> None:
     table = Table(title=f"Run {summary.run}", show_header=False)
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     rows = [
         ("status", summary.status),
         ("batch", summary.batch),
@@ -202,7 +219,7 @@ def _print_summary(console: Console, summary: Any) -> None:
         ("dead-lettered", f"{summary.dead_lettered:,}"),
         ("duplicates collapsed", f"{summary.duplicates:,}"),
         ("table items", f"{summary.table_items:,}"),
-        ("dead-letter messages", f"{summary.dlq_messages:,}"),
+        ("dead-letter queue messages", f"{summary.dlq_messages:,}"),
         ("duration", f"{summary.duration_s:.1f} s"),
         ("messages per second", f"{summary.messages_per_s:,.0f}"),
         ("execution environments started", f"{summary.environments_started}"),
@@ -214,11 +231,27 @@ def _print_summary(console: Console, summary: Any) -> None:
         table.add_row(what, value)
     console.print(table)
     if summary.error:
-        console.print(f"[red]error[/red] {summary.error}: {summary.cause}")
+        console.print(f"[red]error[/red] {summary.error}: {_first_line(summary.cause)}")
     for problem in summary.problems:
         console.print(f"[red]not reconciled[/red]: {problem}")
     if summary.reconciled:
-        console.print("[green]every message read was written or dead-lettered[/green]")
+        outcome = "every message read was written or dead-lettered"
+        if summary.duplicates:
+            outcome += ", or collapsed into a later line with the same key"
+        console.print(f"[green]{outcome}[/green]")
+    console.print(f"logs: {summary.log_dir}")
+
+
+def _first_line(cause: str | None, limit: int = 300) -> str:
+    """Return the start of an error cause; the whole cause is in the `--json` summary."""
+    text = (cause or "").strip()
+    try:
+        # A Lambda error's cause is its JSON payload, stack trace included.
+        text = json.loads(text).get("errorMessage", text)
+    except (ValueError, AttributeError):
+        pass
+    first = str(text).splitlines()[0] if text else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -241,10 +274,20 @@ def _open_local(args: argparse.Namespace) -> Any:
 
     if args.endpoint is None:
         return _start_local(args)
-    if args.max_concurrency is not None or args.slice_size is not None:
+    given = [
+        option
+        for option, value in (
+            ("--max-concurrency", args.max_concurrency),
+            ("--slice-size", args.slice_size),
+            ("--log-dir", args.log_dir),
+            ("--template", args.template if args.template != DEFAULT_TEMPLATE else None),
+        )
+        if value is not None
+    ]
+    if given:
         raise IngestCliError(
-            "--max-concurrency and --slice-size set up a new local AWS; "
-            "pass them to `ingest serve` instead of using them with --endpoint"
+            f"{', '.join(given)} set up a new local AWS; pass them to `ingest serve` "
+            "instead of using them with --endpoint"
         )
     try:
         return LocalAWS.attach(args.endpoint)
@@ -255,20 +298,28 @@ def _open_local(args: argparse.Namespace) -> Any:
 def _start_local(args: argparse.Namespace, port: int = 0) -> Any:
     from nightly_ingest.local import LocalAWS, LocalAWSError
 
-    if not args.template.is_file():
+    if not args.template.exists():
         raise IngestCliError(f"template not found: {args.template}")
+    if not args.template.is_file():
+        raise IngestCliError(f"template is not a file: {args.template}")
     overrides = {}
     if args.max_concurrency is not None:
         overrides["MaxConcurrency"] = str(args.max_concurrency)
     if args.slice_size is not None:
         overrides["SliceSize"] = str(args.slice_size)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="ingest-local-"))
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=log_dir)
+    except OSError as exc:
+        raise IngestCliError(f"cannot write logs to {log_dir}: {exc.strerror}") from exc
+    probe.close()
     local = LocalAWS(args.template, log_dir, parameter_overrides=overrides, port=port)
     try:
         local.start()
     except LocalAWSError as exc:
         local.stop()
-        raise IngestCliError(str(exc)) from exc
+        raise IngestCliError(f"the local AWS did not start: {exc}") from exc
     return local
 
 
@@ -285,21 +336,48 @@ def _check_readable(path: Path) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer of at least 1, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text}")
     return value
 
 
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _share(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text}")
     return value

@@ -42,7 +42,12 @@ class Progress:
 
 @dataclass
 class RunSummary:
-    """Summary of one run, printed at the end of `ingest run` and as JSON with `--json`."""
+    """Summary of one run, printed at the end of `ingest run` and as JSON with `--json`.
+
+    `table_items` is the table's size after the run. `dlq_messages` and the Lambda counters
+    count what this run added, which matters on a server that earlier runs used too. A slice
+    that failed as a whole is one dead-letter message for all its messages.
+    """
 
     status: str
     execution_arn: str
@@ -65,6 +70,7 @@ class RunSummary:
     error: str | None = None
     cause: str | None = None
     problems: list[str] = field(default_factory=list)
+    log_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +102,10 @@ def run_batch(
     s3 = local.client("s3")
     sfn = local.client("stepfunctions")
 
-    key = f"{INCOMING_PREFIX}{batch_path.name}"
+    run = unique_execution_name("nightly")
+    # One folder a run, so that two runs of files with the same name do not overwrite each
+    # other's batch while it is being read.
+    key = f"{INCOMING_PREFIX}{run}/{batch_path.name}"
     s3.upload_file(str(batch_path), bucket, key)
     head = s3.head_object(Bucket=bucket, Key=key)
     event = object_created_event(
@@ -108,9 +117,7 @@ def run_batch(
         account=local.account_id,
     )
 
-    ddb = local.client("dynamodb")
-    table_items_before = _count_items(ddb, resources["IngestTable"])
-    run = unique_execution_name("nightly")
+    baseline = _Counts.read(local)
     started = time.monotonic()
     execution_arn = sfn.start_execution(
         stateMachineArn=state_machine_arn, name=run, input=json.dumps(event)
@@ -124,9 +131,28 @@ def run_batch(
     progress = watcher.poll(duration)
     if on_progress:
         on_progress(progress)
-    return _summarize(
-        local, description, run, f"s3://{bucket}/{key}", progress, duration, table_items_before
-    )
+    return _summarize(local, description, run, f"s3://{bucket}/{key}", progress, duration, baseline)
+
+
+@dataclass
+class _Counts:
+    """Counters of the local AWS that grow over runs, read before and after one run.
+
+    A server that `ingest serve` keeps running has served earlier runs, so a run reports the
+    difference.
+    """
+
+    table_items: int
+    dlq_messages: int
+    lambda_totals: dict[str, int]
+
+    @classmethod
+    def read(cls, local: Any) -> _Counts:
+        return cls(
+            table_items=_count_items(local.client("dynamodb"), local.resources["IngestTable"]),
+            dlq_messages=_count_messages(local.client("sqs"), local.resources["DeadLetterQueue"]),
+            lambda_totals=local.lambda_totals(),
+        )
 
 
 class _LedgerWatcher:
@@ -210,13 +236,17 @@ def _summarize(
     batch: str,
     progress: Progress,
     duration: float,
-    table_items_before: int,
+    baseline: _Counts,
 ) -> RunSummary:
     status = description["status"]
     output = json.loads(description.get("output") or "null")
-    table_items = _count_items(local.client("dynamodb"), local.resources["IngestTable"])
-    dlq_messages = _count_messages(local.client("sqs"), local.resources["DeadLetterQueue"])
-    stats = local.lambda_totals()
+    after = _Counts.read(local)
+    table_items = after.table_items
+    table_items_before = baseline.table_items
+    stats = {
+        name: value - baseline.lambda_totals.get(name, 0)
+        for name, value in after.lambda_totals.items()
+    }
 
     problems = []
     if status != "SUCCEEDED":
@@ -253,7 +283,7 @@ def _summarize(
         dead_lettered=progress.dead_lettered,
         duplicates=progress.duplicates,
         table_items=table_items,
-        dlq_messages=dlq_messages,
+        dlq_messages=after.dlq_messages - baseline.dlq_messages,
         duration_s=round(duration, 3),
         messages_per_s=round(progress.read / duration, 1) if duration > 0 else 0.0,
         environments_started=stats["environments_started"],
@@ -264,6 +294,7 @@ def _summarize(
         error=description.get("error"),
         cause=description.get("cause"),
         problems=problems,
+        log_dir=str(local.log_dir),
     )
 
 

@@ -193,7 +193,7 @@ def test_ingest_run_batch_lands_every_message_once(batch: Path, served: dict[str
         assert body["state"] == "Parse"
         assert body["batch"] == {
             "bucket": resources["BatchBucket"],
-            "key": f"incoming/{batch.name}",
+            "key": f"incoming/{summary['run']}/{batch.name}",
         }
     for message, body in zip(messages, bodies, strict=True):
         assert message["MessageAttributes"]["error_type"]["StringValue"] == body["error"]
@@ -229,3 +229,69 @@ def test_ingest_run_bad_template_exits_2(tmp_path: Path, batch: Path) -> None:
     assert result.stderr.startswith("ingest: error: ")
     assert "AWS::SNS::Topic" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_run_empty_batch_succeeds(tmp_path: Path) -> None:
+    # GIVEN an empty batch file, which uploads as an empty object
+    batch = tmp_path / "empty.jsonl"
+    batch.write_bytes(b"")
+
+    # WHEN it runs
+    result = subprocess.run(
+        [*INGEST, "run", str(batch), "--json", "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # THEN the run has nothing to account for and succeeds
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["slices"] == 0
+    assert summary["read"] == 0
+    assert summary["table_items"] == 0
+    assert summary["dlq_messages"] == 0
+
+
+def test_ingest_run_all_malformed_dead_letters_each(tmp_path: Path) -> None:
+    # GIVEN a batch in which every message is malformed, so Parse stages an empty object
+    batch = tmp_path / "all-bad.jsonl"
+    generated = subprocess.run(
+        [*INGEST, "generate", "--messages", "300", "--out", str(batch), "--bad-share", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stderr
+
+    # WHEN it runs in slices of 100
+    result = subprocess.run(
+        [
+            *INGEST,
+            "run",
+            str(batch),
+            "--json",
+            "--slice-size",
+            "100",
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # THEN each message is dead-lettered on its own and nothing is written
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["slices"] == 3
+    assert summary["read"] == 300
+    assert summary["written"] == 0
+    assert summary["dead_lettered"] == 300
+    assert summary["dlq_messages"] == 300
+    assert summary["table_items"] == 0

@@ -115,7 +115,10 @@ def test_local_aws_port_in_use_raises_start_error(tmp_path):
             aws.start()
 
     server_log = tmp_path / "logs" / "server.log"
-    assert str(error.value) == f"[Errno 98] Address already in use (server log: {server_log})"
+    assert str(error.value) == (
+        f"[Errno 98] cannot listen on 127.0.0.1:{port}: Address already in use "
+        f"(server log: {server_log})"
+    )
     assert aws.pid is None
 
 

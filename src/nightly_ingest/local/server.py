@@ -282,9 +282,9 @@ def _listen(port: int) -> socket.socket:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((HOST, port))
         listener.listen(socket.SOMAXCONN)
-    except OSError:
+    except OSError as exc:
         listener.close()
-        raise
+        raise OSError(exc.errno, f"cannot listen on {HOST}:{port}: {exc.strerror}") from exc
     return listener
 
 

@@ -118,7 +118,14 @@ _TemplateLoader.add_multi_constructor("!", _construct_short_tag)
 
 def load_template(path: Path | str) -> dict[str, Any]:
     """Read a YAML or JSON template, with CloudFormation short tags such as ``!Ref``."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(
+            f"Template {path} is not UTF-8 text: invalid byte at offset {exc.start}"
+        ) from exc
+    except OSError as exc:
+        raise TemplateError(f"Template {path} cannot be read: {exc.strerror}") from exc
     try:
         template = yaml.load(text, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
