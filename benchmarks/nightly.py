@@ -117,6 +117,7 @@ def measure(batch: Path, messages: int, max_concurrency: int, slice_size: int) -
     stdout, stderr = process.communicate()
     wall = time.monotonic() - started
     peak.stop()
+
     if not stdout.strip():
         raise RuntimeError(f"ingest run exited {process.returncode} without a summary: {stderr}")
     summary = json.loads(stdout)
@@ -138,7 +139,7 @@ def measure(batch: Path, messages: int, max_concurrency: int, slice_size: int) -
 
 
 class _PeakMemory(threading.Thread):
-    """Samples the summed resident memory of a process and all its descendants."""
+    """Sampler of the summed resident memory of a process and all its descendants."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
