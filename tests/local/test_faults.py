@@ -50,7 +50,8 @@ def _fire_calls(rule: FaultRule, calls: int, call: AwsCall = TABLE_CALL) -> list
         ),
         pytest.param(
             {"service": "sqs", "action": "SendMessage", "kind": "explode"},
-            "Fault kind 'explode' is unknown. Known kinds: error, crash, unprocessed, drop, delay.",
+            "Fault kind 'explode' is unknown. Known kinds: error, crash, timeout, unprocessed, "
+            "drop, delay.",
             id="unknown-kind",
         ),
         pytest.param(
@@ -63,6 +64,12 @@ def _fire_calls(rule: FaultRule, calls: int, call: AwsCall = TABLE_CALL) -> list
             "Only a Lambda Invoke can crash, not dynamodb PutItem. Use kind error for an error of "
             "the service.",
             id="crash-not-lambda",
+        ),
+        pytest.param(
+            {"service": "sqs", "action": "SendMessage", "kind": "timeout"},
+            "Only a Lambda Invoke can time out, not sqs SendMessage. Use kind delay to slow down a "
+            "call, or kind error for an error of the service.",
+            id="timeout-not-lambda",
         ),
         pytest.param(
             {"service": "dynamodb", "action": "PutItem", "kind": "unprocessed", "items": 1},
@@ -589,6 +596,41 @@ def test_fault_crash_is_unhandled_function_error(faulty_aws: LocalAWS) -> None:
     }
     errors = faulty_aws.lambda_stats()["functions"][name]["errors"]
     assert errors.get("RuntimeError", 0) == errors_before + 1
+
+
+def test_fault_timeout_is_sandbox_timedout(faulty_aws: LocalAWS) -> None:
+    name = faulty_aws.resources["EchoFunction"]
+    client = faulty_aws.client("lambda", config=NO_RETRIES)
+    errors_before = faulty_aws.lambda_stats()["functions"][name]["errors"].get(
+        "Sandbox.Timedout", 0
+    )
+    fault_id = faulty_aws.add_fault(
+        "lambda", "Invoke", "timeout", resource=name, match_body={"slice": {"index": 1}}
+    )
+
+    untouched = client.invoke(FunctionName=name, Payload=json.dumps({"slice": {"index": 0}}))
+    started = time.monotonic()
+    timed_out = client.invoke(FunctionName=name, Payload=json.dumps({"slice": {"index": 1}}))
+    elapsed = time.monotonic() - started
+    payload = json.loads(timed_out["Payload"].read())
+
+    # The same status, header and payload as test_invoke_timeout_replaces_environment gets from
+    # a real timeout, with the 10 s Timeout of the test stack's Globals.
+    request_id = timed_out["ResponseMetadata"]["RequestId"]
+    assert "FunctionError" not in untouched
+    assert timed_out["StatusCode"] == 200
+    assert timed_out["FunctionError"] == "Unhandled"
+    assert payload == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": f"RequestId: {request_id} Error: Task timed out after 10.00 seconds",
+    }
+    assert elapsed < 5.0
+    assert faulty_aws.fault(fault_id)["fired"] == 1
+    errors = faulty_aws.lambda_stats()["functions"][name]["errors"]
+    assert errors.get("Sandbox.Timedout", 0) == errors_before + 1
+    assert f"Injected fault {fault_id} (timeout) into lambda Invoke on {name}" in (
+        faulty_aws.server_log.read_text()
+    )
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,14 @@ class Engine:
         """Return a unique execution name, chosen before the run so that faults can match it."""
         return unique_execution_name("statemachine")
 
+    def batch_key(self, name: str) -> str:
+        """Return the key that ``run`` uploads the batch of run ``name`` to."""
+        return f"{INCOMING_PREFIX}{name}.jsonl"
+
     def run(self, batch: Batch, name: str | None = None) -> Run:
         """Upload the batch, start the state machine as EventBridge would and wait for the end."""
         name = name or self.new_run_name()
-        key = f"{INCOMING_PREFIX}{name}.jsonl"
+        key = self.batch_key(name)
         body = batch.body
         etag = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)["ETag"]
         event = object_created_event(

@@ -5,9 +5,15 @@ Each test injects its faults into the local AWS, so each skips on another endpoi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 
 from nightly_ingest.local import LocalAWS
+from nightly_ingest.local.template import resolve_stack
 
 from .harness import (
     RECONCILE_FAILED_PATH,
@@ -15,12 +21,27 @@ from .harness import (
     ChildExecutionArn,
     DeadLetterMessage,
     Engine,
+    JsonText,
+    TextMatching,
     lambda_error,
     outcome,
     valid_batch,
 )
 
 TRUNCATED_MESSAGE = b'{"specversion":"1.0","id":'
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+# How long Parse of the changed slice waits before reading. The other slices must finish, and
+# the test must overwrite the batch object, within it, or the test fails and says so.
+PARSE_DELAY_SECONDS = 5.0
+POLL_INTERVAL_SECONDS = 0.05
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, description: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{description} did not happen within {timeout:g} s")
+        time.sleep(POLL_INTERVAL_SECONDS)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +110,146 @@ def test_function_crash_dead_letters_slice(
     written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
     assert engine.table_items(batch.source) == batch.expected_items(written_lines)
     assert faults.fault(fault_id)["fired"] == 1
+    assert engine.map_run(run)["itemCounts"]["succeeded"] == 3
+
+
+def test_batch_changed_before_parse_dead_letters_slice(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN three slices, and Parse of the middle slice waiting before it reads its byte range
+    batch = valid_batch(2 * engine.slice_size + 1)
+    slices = batch.expected_slices(engine.slice_size)
+    name = engine.new_run_name()
+    delay = faults.add_fault(
+        "lambda",
+        "Invoke",
+        "delay",
+        resource=faults.resources["ParseFunction"],
+        match_body={"run": name, "slice": {"index": 1}},
+        seconds=PARSE_DELAY_SECONDS,
+    )
+
+    # WHEN the batch lands, and the object is overwritten with other bytes at the same key after
+    # the other slices are recorded but while Parse of the middle slice waits
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        running = executor.submit(engine.run, batch, name)
+        started = time.monotonic()
+        _wait_until(
+            lambda: faults.fault(delay)["fired"] == 1 and sorted(engine.ledger(name)) == [0, 2],
+            PARSE_DELAY_SECONDS,
+            "Parse of slice 1 starting to wait and slices 0 and 2 being recorded",
+        )
+        replacement = valid_batch(2 * engine.slice_size + 1).body
+        new_etag = engine.s3.put_object(
+            Bucket=engine.bucket, Key=engine.batch_key(name), Body=replacement
+        )["ETag"]
+        overwritten_after = time.monotonic() - started
+        run = running.result()
+
+    # THEN Parse's read with IfMatch on Plan's ETag fails, and the Catch dead-letters the slice
+    assert overwritten_after < PARSE_DELAY_SECONDS
+    assert new_etag != run.etag
+    first, last = slices[1]["start_byte"], slices[1]["end_byte"]
+    message = (
+        f"s3://{run.bucket}/{run.key} bytes={first}-{last}: the object no longer has ETag "
+        f"{run.etag}, so the slice's byte range is stale; start a new run for the new object"
+    )
+    assert engine.dead_letters(run.name) == [
+        DeadLetterMessage(
+            body={
+                "kind": "slice",
+                "error": "BatchChangedError",
+                "cause": lambda_error("BatchChangedError", message),
+                "state": "Parse",
+                "execution": ChildExecutionArn(run.arn),
+                "run": run.name,
+                "batch": run.batch,
+                "slice": slices[1],
+            },
+            attributes={"error_type": "BatchChangedError", "kind": "slice"},
+        )
+    ]
+    # AND the ledger counts the slice's messages as dead-lettered, so the run still reconciles
+    size = engine.slice_size
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, dead_lettered=size, failed_state="Parse"),
+        2: outcome(read=1, written=1),
+    }
+    assert run.status == "SUCCEEDED"
+    assert run.path() == SUCCEEDED_PATH
+    assert run.output == {
+        "run": run.name,
+        "batch": run.batch,
+        "slices": 3,
+        "read": 2 * size + 1,
+        "written": size + 1,
+        "dead_lettered": size,
+        "duplicates": 0,
+    }
+    # AND only the other slices, read before the change, reached the table
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
+    assert faults.fault(delay)["fired"] == 1
+    assert engine.map_run(run)["itemCounts"]["succeeded"] == 3
+
+
+def test_write_timeout_dead_letters_slice(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN three slices, and Write timing out on the middle slice as Lambda reports it
+    batch = valid_batch(2 * engine.slice_size + 1)
+    slices = batch.expected_slices(engine.slice_size)
+    name = engine.new_run_name()
+    write_timeout = resolve_stack(TEMPLATE).resources["WriteFunction"].properties["Timeout"]
+    timeout = faults.add_fault(
+        "lambda",
+        "Invoke",
+        "timeout",
+        resource=faults.resources["WriteFunction"],
+        match_body={"run": name, "slice": {"index": 1}},
+        times=None,
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN Write's Retry does not match Sandbox.Timedout, so the Catch dead-letters the slice
+    # after one attempt
+    assert faults.fault(timeout)["fired"] == 1
+    assert engine.dead_letters(run.name) == [
+        DeadLetterMessage(
+            body={
+                "kind": "slice",
+                "error": "Sandbox.Timedout",
+                "cause": JsonText(
+                    {
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": TextMatching(
+                            rf"RequestId: [0-9a-f-]{{36}} Error: Task timed out after "
+                            rf"{float(write_timeout):.2f} seconds"
+                        ),
+                    }
+                ),
+                "state": "Write",
+                "execution": ChildExecutionArn(run.arn),
+                "run": run.name,
+                "batch": run.batch,
+                "slice": slices[1],
+            },
+            attributes={"error_type": "Sandbox.Timedout", "kind": "slice"},
+        )
+    ]
+    # AND the ledger counts its messages as dead-lettered, so the run succeeds and reconciles
+    size = engine.slice_size
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == {
+        0: outcome(read=size, written=size),
+        1: outcome(read=size, dead_lettered=size, failed_state="Write"),
+        2: outcome(read=1, written=1),
+    }
+    assert run.status == "SUCCEEDED"
+    assert run.path() == SUCCEEDED_PATH
+    assert run.output["written"] == size + 1
+    assert run.output["dead_lettered"] == size
+    # AND only the other slices reached the table
+    written_lines = batch.lines_of(slices[0]) + batch.lines_of(slices[2])
+    assert engine.table_items(batch.source) == batch.expected_items(written_lines)
     assert engine.map_run(run)["itemCounts"]["succeeded"] == 3
 
 

@@ -6,11 +6,15 @@ retried state costs up to a few real seconds.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from nightly_ingest.local import LocalAWS
 
 from .harness import (
+    RECONCILE_FAILED_PATH,
     SUCCEEDED_PATH,
     ChildExecutionArn,
     DeadLetterMessage,
@@ -28,6 +32,21 @@ WRITE_MAX_ATTEMPTS = 8
 BOTOCORE_MAX_ATTEMPTS = 4
 # Attempts of a Lambda task whose Retry has MaxAttempts 4: the first and four retries.
 LAMBDA_TASK_ATTEMPTS = 5
+DEFINITION = json.loads(
+    (Path(__file__).resolve().parents[2] / "statemachine" / "ingest.asl.json").read_text()
+)
+
+
+def _max_retries(state: str, error: str) -> int:
+    """Return the MaxAttempts of the top-level state's Retry that matches ``error``.
+
+    MaxAttempts counts retries after the first attempt, and defaults to 3 in the States
+    Language.
+    """
+    for retrier in DEFINITION["States"][state]["Retry"]:
+        if error in retrier["ErrorEquals"]:
+            return int(retrier.get("MaxAttempts", 3))
+    raise AssertionError(f"no Retry of {state} matches {error}")
 
 
 def _complete_ledger(engine: Engine) -> dict[int, dict[str, object]]:
@@ -96,6 +115,48 @@ def test_lambda_service_error_retried(
             "TaskStarted",
             "TaskSucceeded",
         ]
+
+
+def test_reconcile_retries_exhausted_fails_run(engine: Engine, faults: LocalAWS) -> None:
+    # GIVEN the Lambda service failing every invocation of Reconcile for the run
+    batch = valid_batch(2 * engine.slice_size + 1)
+    name = engine.new_run_name()
+    retries = _max_retries("Reconcile", "Lambda.ServiceException")
+    fault_id = faults.add_fault(
+        "lambda",
+        "Invoke",
+        "error",
+        resource=faults.resources["ReconcileFunction"],
+        match_body={"run": name},
+        times=None,
+        status=500,
+        error_code="ServiceException",
+    )
+
+    # WHEN the batch lands
+    run = engine.run(batch, name)
+
+    # THEN Reconcile's Retry runs out, and its Catch fails the run with the service's error
+    fault = faults.fault(fault_id)
+    assert fault["matched"] == 1 + retries
+    assert fault["fired"] == 1 + retries
+    assert run.status == "FAILED"
+    assert run.path() == RECONCILE_FAILED_PATH
+    assert run.error == "Lambda.ServiceException"
+    assert run.cause == TextMatching(
+        rf"Injected by local AWS fault rule {fault_id}\. \(Service: AWSLambda; Status Code: 500; "
+        r"Error Code: ServiceException; Request ID: [0-9a-f-]{36}; Proxy: null\)"
+    )
+    failed_attempt = ["TaskScheduled", "TaskStarted", "TaskFailed Lambda.ServiceException"]
+    assert run.task_events("Reconcile") == failed_attempt * (1 + retries)
+    # AND every slice was written and recorded before Reconcile ran
+    assert {index: record["outcome"] for index, record in engine.ledger(run.name).items()} == (
+        _complete_ledger(engine)
+    )
+    assert engine.table_items(batch.source) == batch.expected_items(
+        list(range(1, len(batch.lines) + 1))
+    )
+    assert engine.dead_letters(run.name) == []
 
 
 def test_lambda_client_execution_timeout_retried(engine: Engine, faults: LocalAWS) -> None:

@@ -15,6 +15,8 @@ Kinds:
   reports as ``Lambda.<error_code>``.
 - ``crash`` (Lambda only): the invocation fails as an unhandled function error with
   ``error_type`` and ``error_message``, without running the handler.
+- ``timeout`` (Lambda only): the invocation fails at once as one that ran past the function's
+  Timeout does, with error type ``Sandbox.Timedout``, without running the handler.
 - ``unprocessed`` (DynamoDB BatchWriteItem only): the last ``items`` write requests come back
   as UnprocessedItems, and the rest is forwarded.
 - ``drop``: respond with success without forwarding, so the call has no effect.
@@ -44,7 +46,7 @@ from .exceptions import FaultRuleError
 
 LOG = logging.getLogger(__name__)
 
-FAULT_KINDS = ("error", "crash", "unprocessed", "drop", "delay")
+FAULT_KINDS = ("error", "crash", "timeout", "unprocessed", "drop", "delay")
 MAX_DELAY_SECONDS = 300.0
 # boto3 client names that differ from the signing name that requests carry.
 _SERVICE_ALIASES = {"stepfunctions": "states", "sfn": "states"}
@@ -141,6 +143,7 @@ class FaultRule:
         needed = {
             "error": ("status", "error_code"),
             "crash": ("error_type",),
+            "timeout": (),
             "unprocessed": ("items",),
             "delay": ("seconds",),
             "drop": (),
@@ -152,6 +155,11 @@ class FaultRule:
             raise FaultRuleError(
                 f"Only a Lambda Invoke can crash, not {self.service} {self.action}. "
                 "Use kind error for an error of the service."
+            )
+        if self.kind == "timeout" and (self.service, self.action) != ("lambda", "Invoke"):
+            raise FaultRuleError(
+                f"Only a Lambda Invoke can time out, not {self.service} {self.action}. "
+                "Use kind delay to slow down a call, or kind error for an error of the service."
             )
         if self.kind == "unprocessed" and (self.service, self.action) != (
             "dynamodb",
@@ -195,6 +203,8 @@ class FaultRule:
             return f"HTTP {self.status} {self.error_code}"
         if self.kind == "crash":
             return f"unhandled function error {self.error_type}"
+        if self.kind == "timeout":
+            return "function timed out (Sandbox.Timedout)"
         if self.kind == "unprocessed":
             return f"last {self.items} write requests returned as UnprocessedItems"
         if self.kind == "delay":

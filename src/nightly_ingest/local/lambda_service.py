@@ -10,8 +10,9 @@ with reserved concurrency is on AWS: HTTP 429, ``TooManyRequestsException``, rea
 killed and replaced by the next invocation.
 
 Fault rules (see ``faults``) apply to invocations here, where the function is known. An
-``error`` is returned as an error of the Lambda service and a ``crash`` as an error of the
-function, and a ``delay`` takes a concurrency slot before the handler runs.
+``error`` is returned as an error of the Lambda service, a ``crash`` as an error of the
+function and a ``timeout`` as the function's timeout, and a ``delay`` takes a concurrency slot
+before the handler runs.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ class _FunctionError(Exception):
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(body.get("errorMessage", ""))
         self.body = body
+
+
+def _timeout_error(request_id: str, timeout: float) -> _FunctionError:
+    """Build Lambda's error for an invocation that ran past the function's timeout."""
+    message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
+    return _FunctionError({"errorType": "Sandbox.Timedout", "errorMessage": message})
 
 
 class Environment:
@@ -259,8 +266,7 @@ class Environment:
             ready = True
         if not ready:
             self._kill(f"timed out after {timeout:.2f} s")
-            message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
-            raise _FunctionError({"errorType": "Sandbox.Timedout", "errorMessage": message})
+            raise _timeout_error(request_id, timeout)
         try:
             return receive_message(connection)
         except (EOFError, OSError):
@@ -539,7 +545,7 @@ class LambdaService:
         headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
         try:
             if fault is not None:
-                _apply_fault(fault, request_id)
+                _apply_fault(fault, request_id, pool.function.timeout_seconds)
             body = environment.invoke(request_id, text, invoked_arn).encode("utf-8")
             if len(body) > MAX_PAYLOAD_BYTES:
                 raise _FunctionError(
@@ -620,13 +626,17 @@ class LambdaService:
             environment.finish_stop(deadline)
 
 
-def _apply_fault(fault: FaultRule, request_id: str) -> None:
-    """Apply a crash or delay fault inside an acquired concurrency slot.
+def _apply_fault(fault: FaultRule, request_id: str, timeout_seconds: float) -> None:
+    """Apply a crash, timeout or delay fault inside an acquired concurrency slot.
 
-    Raises _FunctionError for a crash, as the handler would have.
+    Raises _FunctionError for a crash, as the handler would have. For a timeout it raises the
+    error of a real timeout after ``timeout_seconds`` at once. The environment stays alive after
+    a timeout fault, because no handler ran in it.
     """
     if fault.kind == "delay":
         time.sleep(fault.seconds or 0.0)
+    elif fault.kind == "timeout":
+        raise _timeout_error(request_id, timeout_seconds)
     elif fault.kind == "crash":
         raise _FunctionError(
             {
