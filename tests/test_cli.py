@@ -113,5 +113,5 @@ def test_cli_run_endpoint_without_server_exits_2(
 
     error = capsys.readouterr().err
     assert code == 2
-    assert error.startswith("ingest: error: No local AWS answers at http://127.0.0.1:9")
+    assert error.startswith("ingest: error: No local AWS responds at http://127.0.0.1:9")
     assert error.count("\n") == 1

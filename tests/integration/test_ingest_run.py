@@ -178,11 +178,11 @@ def test_ingest_run_batch_lands_every_message_once(batch: Path, served: dict[str
     assert summary["slices"] == 8
     assert summary["clients_created"] <= 3 * summary["environments_started"]
 
-    # AND the table holds exactly the valid messages
+    # AND the table contains exactly the valid messages
     s3 = _client(served, "s3")
     assert _scan_items(_client(served, "dynamodb"), resources["IngestTable"]) == expected_items
 
-    # AND the dead-letter queue holds exactly the malformed lines, each once
+    # AND the dead-letter queue contains exactly the malformed lines, each once
     messages = _drain_queue(_client(served, "sqs"), resources["DeadLetterQueue"])
     bodies = [json.loads(message["Body"]) for message in messages]
     by_line = {body["line"]: body for body in bodies}

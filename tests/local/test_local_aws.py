@@ -137,7 +137,7 @@ def test_local_aws_unsupported_template_raises(tmp_path):
 
 
 def test_local_aws_empty_upload_expecting_continue_completes(local_aws):
-    # botocore sends `Expect: 100-continue` on every PutObject. A server that answers it for an
+    # botocore sends `Expect: 100-continue` on every PutObject. A server that responds to it for an
     # empty body and then waits for the body hangs until the read timeout below.
     s3 = local_aws.client("s3", config=Config(read_timeout=5, retries={"total_max_attempts": 1}))
     s3.create_bucket(Bucket="empty-upload")

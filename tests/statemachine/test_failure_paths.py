@@ -31,7 +31,7 @@ from .harness import (
 TRUNCATED_MESSAGE = b'{"specversion":"1.0","id":'
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 # How long Parse of the changed slice waits before reading. The other slices must finish, and
-# the test must overwrite the batch object, within it, or the test fails and says so.
+# the test must overwrite the batch object, within it, or the test fails with a message.
 PARSE_DELAY_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.05
 

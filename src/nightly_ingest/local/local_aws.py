@@ -87,7 +87,7 @@ class LocalAWS:
                 report: dict[str, Any] = json.load(response)
         except (OSError, ValueError) as exc:
             raise exceptions.ServerStartError(
-                f"No local AWS answers at {endpoint}: GET {url} failed: {exc}. "
+                f"No local AWS responds at {endpoint}: GET {url} failed: {exc}. "
                 "Start one with `ingest serve` and pass the endpoint it prints."
             ) from exc
         local = cls(report["template"], report["log_dir"])

@@ -29,7 +29,7 @@ STATS_PATH = "/_local/lambda/stats"
 RESET_PEAKS_PATH = "/_local/lambda/stats/reset-peaks"
 STACK_PATH = "/_local/stack"
 FAULTS_PATH = "/_local/faults"
-# Each running invocation holds a thread while its handler makes requests of its own, and the
+# Each running invocation occupies a thread while its handler makes requests of its own, and the
 # interpreter and the caller poll at the same time, so the pool is far larger than the cores.
 SERVER_THREADS = 64
 SERVER_IDLE_TIMEOUT_SECONDS = 300
@@ -143,7 +143,7 @@ class ServerOptions:
 
 
 def _channel_class() -> type:
-    """Return waitress's HTTP channel with a parser that answers empty `Expect` requests.
+    """Return waitress's HTTP channel with a parser that serves empty `Expect` requests at once.
 
     waitress 3.0.2 sends `100 Continue` for a request with `Expect: 100-continue` even when its
     body is empty, and then waits for a body that never comes. botocore sends that header on
