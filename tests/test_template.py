@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from nightly_ingest.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -20,20 +21,8 @@ DEFINITION = ROOT / "statemachine" / "ingest.asl.json"
 BIN = Path(sys.executable).parent
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation short tags such as !Ref as plain values."""
-
-
-_CloudFormationLoader.add_multi_constructor(
-    "!",
-    lambda loader, suffix, node: (
-        loader.construct_yaml_str(node) if isinstance(node, yaml.ScalarNode) else None
-    ),
-)
-
-
 def _template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)  # noqa: S506
+    return load_template(TEMPLATE)
 
 
 def _states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:

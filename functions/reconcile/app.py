@@ -122,9 +122,9 @@ def _add_outcome(ledger: Ledger, item: dict[str, Any]) -> None:
 
 
 def _indexes(indexes: list[int]) -> str:
-    shown = ", ".join(map(str, indexes[:MAX_INDEXES_SHOWN]))
+    listed = ", ".join(map(str, indexes[:MAX_INDEXES_SHOWN]))
     more = len(indexes) - MAX_INDEXES_SHOWN
-    return f"{shown} and {more} more" if more > 0 else shown
+    return f"{listed} and {more} more" if more > 0 else listed
 
 
 def _report(ledger: Ledger, differences: list[str]) -> None:

@@ -208,7 +208,7 @@ def _run_with_progress(console: Console, local: Any, batch_path: Path, options: 
 
 def _print_summary(console: Console, summary: Any) -> None:
     table = Table(title=f"Run {summary.run}", show_header=False)
-    table.add_column("what")
+    table.add_column("figure")
     table.add_column("value", justify="right", overflow="fold")
     rows = [
         ("status", summary.status),
@@ -227,8 +227,8 @@ def _print_summary(console: Console, summary: Any) -> None:
         ("clients created", f"{summary.clients_created}"),
         ("connections opened", f"{summary.connections_opened}"),
     ]
-    for what, value in rows:
-        table.add_row(what, value)
+    for label, value in rows:
+        table.add_row(label, value)
     console.print(table)
     if summary.error:
         console.print(f"[red]error[/red] {summary.error}: {_first_line(summary.cause)}")
@@ -274,7 +274,7 @@ def _open_local(args: argparse.Namespace) -> Any:
 
     if args.endpoint is None:
         return _start_local(args)
-    given = [
+    server_options = [
         option
         for option, value in (
             ("--max-concurrency", args.max_concurrency),
@@ -284,9 +284,9 @@ def _open_local(args: argparse.Namespace) -> Any:
         )
         if value is not None
     ]
-    if given:
+    if server_options:
         raise IngestCliError(
-            f"{', '.join(given)} set up a new local AWS; pass them to `ingest serve` "
+            f"{', '.join(server_options)} set up a new local AWS; pass them to `ingest serve` "
             "instead of using them with --endpoint"
         )
     try:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ingest_common import contract, errors
 from nightly_ingest.events import object_created_event
+from nightly_ingest.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = json.loads((ROOT / "statemachine" / "ingest.asl.json").read_text())
@@ -40,17 +40,7 @@ _TOP_LEVEL_PATH = re.compile(r"(?<![$\w])\$\.(\w+)")
 _RESULT_FIELDS = frozenset({"ResultSelector", "OutputPath", "ItemProcessor"})
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML loader that keeps a CloudFormation short tag such as !Ref as {"Ref": value}."""
-
-
-_CloudFormationLoader.add_multi_constructor(
-    "!",
-    lambda loader, suffix, node: (
-        {suffix: loader.construct_scalar(node)} if isinstance(node, yaml.ScalarNode) else None
-    ),
-)
-TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)  # noqa: S506
+TEMPLATE = load_template(ROOT / "template.yaml")
 
 
 def _scopes() -> list[tuple[str, dict[str, Any]]]:
@@ -270,15 +260,7 @@ def test_definition_record_outcome_item_fits_ledger_key_schema() -> None:
 
 def test_definition_children_read_known_fields() -> None:
     selected = {key.removesuffix(".$") for key in MAP_STATE["ItemSelector"]}
-    written = {
-        state["ResultPath"].removeprefix("$.")
-        for state in CHILD_STATES.values()
-        if state.get("ResultPath")
-    } | {
-        catcher["ResultPath"].removeprefix("$.")
-        for state in CHILD_STATES.values()
-        for catcher in state.get("Catch", [])
-    }
+    written = _fields_written(CHILD_STATES)
 
     assert selected == {"run", "batch", "slice"}
     assert _input_paths_read(CHILD_STATES) <= selected | written
@@ -288,15 +270,7 @@ def test_definition_parent_reads_known_fields() -> None:
     event = object_created_event(
         bucket="b", key="incoming/k", size=1, etag="e", region="us-east-1", account="1"
     )
-    written = {
-        state["ResultPath"].removeprefix("$.")
-        for state in STATES.values()
-        if state.get("ResultPath")
-    } | {
-        catcher["ResultPath"].removeprefix("$.")
-        for state in STATES.values()
-        for catcher in state.get("Catch", [])
-    }
+    written = _fields_written(STATES)
 
     assert _input_paths_read(STATES) <= set(event) | written
     assert event["detail"]["bucket"]["name"] == "b"
@@ -314,3 +288,18 @@ def test_template_bounds_slice_functions_by_max_concurrency() -> None:
     for function in ("ParseFunction", "WriteFunction"):
         properties = resources[function]["Properties"]
         assert properties["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrency"}, function
+
+
+def _fields_written(states: dict[str, dict[str, Any]]) -> set[str]:
+    """Return the top-level input fields that the states' ResultPaths and Catchers write."""
+    results = {
+        state["ResultPath"].removeprefix("$.")
+        for state in states.values()
+        if state.get("ResultPath")
+    }
+    caught = {
+        catcher["ResultPath"].removeprefix("$.")
+        for state in states.values()
+        for catcher in state.get("Catch", [])
+    }
+    return results | caught

@@ -67,9 +67,11 @@ def batch_write_calls(write, monkeypatch):
     def batch_write_item(RequestItems):  # noqa: N803 (boto3 parameter name)
         [(table, requests)] = RequestItems.items()
         calls.append([request["PutRequest"]["Item"]["id"]["S"] for request in requests])
-        kept = [r for r in requests if r["PutRequest"]["Item"]["id"]["S"] not in calls.unprocessed]
-        dropped = [r for r in requests if r not in kept]
-        response = send(RequestItems={table: kept}) if kept else {"UnprocessedItems": {}}
+        forwarded = [
+            r for r in requests if r["PutRequest"]["Item"]["id"]["S"] not in calls.unprocessed
+        ]
+        dropped = [r for r in requests if r not in forwarded]
+        response = send(RequestItems={table: forwarded}) if forwarded else {"UnprocessedItems": {}}
         if dropped:
             response["UnprocessedItems"] = {table: dropped}
         return response
@@ -210,9 +212,9 @@ def test_write_unprocessed_after_max_attempts_dead_lettered(aws, names, load_han
         [(table, requests)] = RequestItems.items()
         calls.append(len(requests))
         stuck = [r for r in requests if r["PutRequest"]["Item"]["id"]["S"] in {"evt-02", "evt-04"}]
-        kept = [r for r in requests if r not in stuck]
-        if kept:
-            send(RequestItems={table: kept})
+        forwarded = [r for r in requests if r not in stuck]
+        if forwarded:
+            send(RequestItems={table: forwarded})
         return {"UnprocessedItems": {table: stuck}}
 
     monkeypatch.setattr(write.dynamodb, "batch_write_item", batch_write_item)

@@ -177,7 +177,7 @@ def _group_entries(entries: list[_Entry], max_bytes: int) -> Iterator[list[_Entr
 
 
 def _describe_failures(failed: list[dict[str, Any]], total: int) -> str:
-    shown = "; ".join(
+    described = "; ".join(
         f"{failure['Id']}: {failure.get('Code', '?')} "
         f"({'sender' if failure.get('SenderFault') else 'service'} fault) "
         f"{failure.get('Message', '')}".rstrip()
@@ -185,4 +185,4 @@ def _describe_failures(failed: list[dict[str, Any]], total: int) -> str:
     )
     more = len(failed) - _MAX_FAILURES_SHOWN
     suffix = f"; and {more} more" if more > 0 else ""
-    return f"SendMessageBatch rejected {len(failed)} of {total} dead letters: {shown}{suffix}"
+    return f"SendMessageBatch rejected {len(failed)} of {total} dead letters: {described}{suffix}"

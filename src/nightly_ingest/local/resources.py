@@ -88,41 +88,43 @@ def _bucket_policy_identity(logical_id: str, name: str, context: StackContext) -
 
 
 def _table_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = f"arn:{context.partition}:dynamodb:{context.region}:{context.account_id}:table/{name}"
+    arn = _arn(context, "dynamodb", f"table/{name}")
     return {"Ref": name, "Arn": arn}
+
+
+def _arn(context: StackContext, service: str, resource: str) -> str:
+    return f"arn:{context.partition}:{service}:{context.region}:{context.account_id}:{resource}"
 
 
 def _queue_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
     # moto's server builds a queue URL from the host of the CreateQueue request.
     url = f"{context.endpoint}/{context.account_id}/{name}"
-    arn = f"arn:{context.partition}:sqs:{context.region}:{context.account_id}:{name}"
+    arn = _arn(context, "sqs", name)
     return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
 
 
 def _function_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = f"arn:{context.partition}:lambda:{context.region}:{context.account_id}:function:{name}"
+    arn = _arn(context, "lambda", f"function:{name}")
     return {"Ref": name, "Arn": arn}
 
 
 def _layer_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = f"arn:{context.partition}:lambda:{context.region}:{context.account_id}:layer:{name}:1"
+    arn = _arn(context, "lambda", f"layer:{name}:1")
     return {"Ref": arn, "Arn": arn}
 
 
 def _state_machine_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = (
-        f"arn:{context.partition}:states:{context.region}:{context.account_id}:stateMachine:{name}"
-    )
+    arn = _arn(context, "states", f"stateMachine:{name}")
     return {"Ref": arn, "Arn": arn, "Name": name}
 
 
 def _log_group_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = f"arn:{context.partition}:logs:{context.region}:{context.account_id}:log-group:{name}:*"
+    arn = _arn(context, "logs", f"log-group:{name}:*")
     return {"Ref": name, "Arn": arn}
 
 
 def _alarm_identity(logical_id: str, name: str, context: StackContext) -> dict[str, str]:
-    arn = f"arn:{context.partition}:cloudwatch:{context.region}:{context.account_id}:alarm:{name}"
+    arn = _arn(context, "cloudwatch", f"alarm:{name}")
     return {"Ref": name, "Arn": arn}
 
 
