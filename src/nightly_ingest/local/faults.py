@@ -330,18 +330,18 @@ def _hold_back_items(
         return Response(body, status=status, headers=headers)
 
     remaining = rule.items or 0
-    unprocessed: dict[str, list[Any]] = {}
+    withheld: dict[str, list[Any]] = {}
     forwarded: dict[str, list[Any]] = {}
     for table in reversed(list(request_items)):
         requests = list(request_items[table])
         count = 0 if rule.resource not in (None, table) else min(remaining, len(requests))
         remaining -= count
         if count:
-            unprocessed[table] = requests[len(requests) - count :]
+            withheld[table] = requests[len(requests) - count :]
         if len(requests) > count:
             forwarded[table] = requests[: len(requests) - count]
     if not forwarded:
-        return json_response(call, {"UnprocessedItems": unprocessed}, 200, {})
+        return json_response(call, {"UnprocessedItems": withheld}, 200, {})
 
     new_body = json.dumps({**document, "RequestItems": forwarded}).encode("utf-8")
     status, headers, body = _call(forward, _with_body(environ, new_body))
@@ -350,7 +350,7 @@ def _hold_back_items(
 
     result = json.loads(body)
     unprocessed = result.get("UnprocessedItems") or {}
-    for table, requests in unprocessed.items():
+    for table, requests in withheld.items():
         unprocessed.setdefault(table, []).extend(requests)
     result["UnprocessedItems"] = unprocessed
     request_id = Headers(headers).get("x-amzn-RequestId", "")
